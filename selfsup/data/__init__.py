@@ -1,0 +1,20 @@
+"""Datasets: embedded ones (mnist1d, digits), image folders and array files, as train/test splits.
+
+>>> splits = load_dataset("mnist1d")        # DataSplits(train=ArrayDataset(x: 4000 x 1 x 40, y), test=...)
+>>> idx = monitor_indices(len(splits.train), 512, seed=0)   # fixed subset for label-free metrics
+"""
+
+from selfsup.data.core import ArrayDataset, DataSplits, cache_dir, monitor_indices
+from selfsup.data.registry import DATASETS, DatasetEntry, list_datasets, load_dataset, register_dataset
+
+__all__ = [
+    "DATASETS",
+    "ArrayDataset",
+    "DataSplits",
+    "DatasetEntry",
+    "cache_dir",
+    "list_datasets",
+    "load_dataset",
+    "monitor_indices",
+    "register_dataset",
+]

@@ -1,0 +1,158 @@
+"""Dataset registry: a spec string -> :class:`DataSplits`.
+
+Specs: a registered name (``mnist1d``, ``digits``) or a prefix with a path (``folder:PATH``,
+``arrays:PATH``). Extra loaders register with :func:`register_dataset`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from selfsup.data.builtin import load_digits, load_mnist1d
+from selfsup.data.core import MODALITIES, DataSplits
+from selfsup.data.files import load_arrays, load_image_folder
+from selfsup.errors import ConfigError, SelfsupError, did_you_mean, unknown_name
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str  # "mnist1d", or a prefix such as "folder" (spec "folder:PATH")
+    loader: Callable[..., DataSplits]  # loader(seed=..., **options) or loader(path, seed=..., **options)
+    modality: str | None  # None: decided by the data
+    description: str
+    prefix: bool = False  # spec is "name:PATH"
+    train_size: int | None = None
+    test_size: int | None = None
+    sample_shape: tuple | None = None
+    num_classes: int | None = None
+    default_views: str | None = None
+
+
+DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(entry: DatasetEntry) -> DatasetEntry:
+    """Add (or replace) a dataset in the registry."""
+    if entry.modality is not None and entry.modality not in MODALITIES:
+        raise ConfigError(f"dataset modality must be one of {MODALITIES} or None, got {entry.modality!r}.")
+    DATASETS[entry.name] = entry
+    return entry
+
+
+register_dataset(
+    DatasetEntry(
+        "mnist1d",
+        load_mnist1d,
+        "signal",
+        "MNIST-1D (Greydanus 2020), generated locally by the mnist1d package and cached; 10 classes.",
+        train_size=4000,
+        test_size=1000,
+        sample_shape=(1, 40),
+        num_classes=10,
+        default_views="signal",
+    )
+)
+register_dataset(
+    DatasetEntry(
+        "digits",
+        load_digits,
+        "image",
+        "scikit-learn 8x8 optical digits scaled to [0, 1]; seeded stratified split; 10 classes.",
+        train_size=1437,
+        test_size=360,
+        sample_shape=(1, 8, 8),
+        num_classes=10,
+        default_views="small-image",
+    )
+)
+register_dataset(
+    DatasetEntry(
+        "folder",
+        load_image_folder,
+        "image",
+        "folder:PATH - images resized to 32x32 RGB (image_size=, mode='L' for grey); class sub-folders give "
+        "labels and a seeded 20% test split, otherwise unlabelled with no test split.",
+        prefix=True,
+        default_views="simclr",
+    )
+)
+register_dataset(
+    DatasetEntry(
+        "arrays",
+        load_arrays,
+        None,
+        "arrays:PATH - .npy (x) or .npz (x, optional y, x_test, y_test); N x L or N x C x L signals, "
+        "N x C x H x W images.",
+        prefix=True,
+    )
+)
+
+
+def _resolve(spec: str) -> tuple[DatasetEntry, str | None]:
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"dataset spec must be a non-empty string, got {spec!r}.")
+    spec = spec.strip()
+    name, sep, rest = spec.partition(":")
+    entry = DATASETS.get(name)
+    if sep and entry is not None and entry.prefix:
+        if not rest:
+            raise ConfigError(f"dataset spec '{spec}' needs a path after '{name}:', e.g. '{name}:./my_data'.")
+        return entry, rest
+    if not sep and entry is not None and not entry.prefix:
+        return entry, None
+    if entry is not None and entry.prefix:
+        raise ConfigError(f"dataset '{name}' needs a path: write '{name}:PATH'.")
+    if entry is not None:
+        raise ConfigError(f"dataset '{name}' takes no path; write '{name}'.")
+    choices = [e.name + (":PATH" if e.prefix else "") for e in DATASETS.values()]
+    err = unknown_name("dataset", spec if not sep else name, choices)
+    if not sep and ("/" in spec or "\\" in spec or spec.startswith(".")):
+        err = ConfigError(
+            f"{err} For your own data write 'folder:{spec}' (images) or 'arrays:{spec}' (.npy/.npz)."
+        )
+    raise err
+
+
+def load_dataset(spec: str, seed: int = 0, **options) -> DataSplits:
+    """Load a dataset from its spec: ``mnist1d``, ``digits``, ``folder:PATH`` or ``arrays:PATH``.
+
+    ``seed`` seeds the train/test split where the dataset has no standard one (digits, labelled folders).
+    ``options`` go to the loader (``folder:`` takes ``image_size`` and ``mode``); unknown ones raise
+    :class:`ConfigError`. Errors in the data itself raise :class:`SelfsupError` subclasses.
+    """
+    entry, path = _resolve(spec)
+    params = inspect.signature(entry.loader).parameters
+    allowed = [k for k in params if k not in ("path", "seed")]
+    for key in options:
+        if key not in allowed:
+            hint = f" Options: {', '.join(allowed)}." if allowed else " It takes no options."
+            raise ConfigError(
+                f"dataset '{entry.name}' has no option '{key}'.{did_you_mean(key, allowed)}{hint}"
+            )
+    splits = entry.loader(path, seed=seed, **options) if entry.prefix else entry.loader(seed=seed, **options)
+    if splits.modality not in MODALITIES:
+        raise SelfsupError(f"dataset '{spec}' produced an unknown modality {splits.modality!r}.")
+    return splits
+
+
+def list_datasets() -> list[dict]:
+    """One dict per dataset for ``selfsup datasets``: name, modality, train/test sizes, sample shape,
+    number of classes, default view recipe and a description. Path-based datasets appear as patterns
+    (``folder:PATH``) with ``None`` for what depends on the data. Nothing is loaded or generated."""
+    rows = []
+    for e in DATASETS.values():
+        rows.append(
+            {
+                "name": e.name + (":PATH" if e.prefix else ""),
+                "modality": e.modality,
+                "train": e.train_size,
+                "test": e.test_size,
+                "sample_shape": e.sample_shape,
+                "classes": e.num_classes,
+                "views": e.default_views,
+                "description": e.description,
+            }
+        )
+    return rows

@@ -1,0 +1,28 @@
+"""View recipes: batched, per-sample random augmentations for images and 1-D signals.
+
+>>> views = build_views("simclr", (3, 32, 32))          # an nn.Module
+>>> v1, v2 = views(x), views(x)                         # two random views of a batch x: B x 3 x 32 x 32
+
+Asymmetric recipes (``byol``, ``vicreg``) are built per view with ``view_index`` (0, 1), or all at once
+with ``build_view_set``. Views draw from torch's global RNG: ``torch.manual_seed`` makes them reproducible.
+"""
+
+from selfsup.views.image import ImageViews
+from selfsup.views.recipes import (
+    VIEW_RECIPES,
+    build_view_set,
+    build_views,
+    default_recipe,
+    register_view_recipe,
+)
+from selfsup.views.signal import SignalViews
+
+__all__ = [
+    "VIEW_RECIPES",
+    "ImageViews",
+    "SignalViews",
+    "build_view_set",
+    "build_views",
+    "default_recipe",
+    "register_view_recipe",
+]
