@@ -1,0 +1,32 @@
+"""Models: backbones with named layers (registry ``BACKBONES``) and MLP heads built from spec strings."""
+
+from selfsup.models.backbones import (
+    BACKBONES,
+    Backbone,
+    BasicBlock1d,
+    BasicBlock2d,
+    Conv1dResNet,
+    ConvNet,
+    MLPBackbone,
+    TorchvisionResNet,
+    backbone_options,
+    build_backbone,
+)
+from selfsup.models.heads import build_mlp, head_layer_outputs, head_output_dim, parse_spec
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BasicBlock1d",
+    "BasicBlock2d",
+    "Conv1dResNet",
+    "ConvNet",
+    "MLPBackbone",
+    "TorchvisionResNet",
+    "backbone_options",
+    "build_backbone",
+    "build_mlp",
+    "head_layer_outputs",
+    "head_output_dim",
+    "parse_spec",
+]

@@ -1,0 +1,478 @@
+"""Backbones (encoders) with named layers, and their registry.
+
+Every backbone is a :class:`Backbone`: an ordered chain of named stages. ``forward(x)`` returns the final
+representation ``B x out_dim``; ``forward_layers(x, layers)`` returns the output of each requested stage as a
+``B x D`` matrix, for layer-wise quality metrics and probes. Spatial feature maps (``B x C x L`` or
+``B x C x H x W``) are **global-average-pooled** over their spatial dimensions, so an intermediate conv
+layer's feature is ``B x channels``; ``layer_dims[name]`` gives each ``D`` without running the model.
+
+Registry (``build_backbone(name, sample_shape, **kwargs)``; ``sample_shape`` is one sample's shape without
+the batch dimension):
+
+- ``conv1d``  1-D ResNet for signals ``(C, L)``, e.g. MNIST-1D ``(1, 40)``.
+- ``convnet`` small 2-D ResNet for tiny images ``(C, H, W)``, e.g. digits ``(1, 8, 8)`` or ``(3, 32, 32)``.
+- ``resnet18`` / ``resnet50`` torchvision ResNets without ``fc``, optional CIFAR stem.
+- ``mlp``     flatten then ``Linear-BN-ReLU`` layers, any sample shape.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from selfsup.errors import ConfigError, ShapeError, did_you_mean, unknown_name
+from selfsup.models.heads import parse_spec
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BasicBlock1d",
+    "BasicBlock2d",
+    "ConvNet",
+    "Conv1dResNet",
+    "MLPBackbone",
+    "TorchvisionResNet",
+    "backbone_options",
+    "build_backbone",
+]
+
+
+def _as_shape(sample_shape: Sequence[int] | torch.Size, name: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in sample_shape)
+    except (TypeError, ValueError):
+        raise ShapeError(
+            f"backbone '{name}': sample_shape must be a tuple of ints (one sample, no batch dimension), "
+            f"got {sample_shape!r}."
+        ) from None
+    if not shape or any(s <= 0 for s in shape):
+        raise ShapeError(
+            f"backbone '{name}': sample_shape must be non-empty with positive sizes, got {shape}."
+        )
+    return shape
+
+
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}.")
+    return value
+
+
+def _blocks_per_stage(blocks: int | Sequence[int], n_stages: int, name: str) -> list[int]:
+    if isinstance(blocks, int) and not isinstance(blocks, bool):
+        blocks = [blocks] * n_stages
+    blocks = list(blocks)
+    if len(blocks) != n_stages or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in blocks):
+        raise ConfigError(
+            f"backbone '{name}': blocks must be a positive int or {n_stages} positive ints (one per stage), "
+            f"got {blocks!r}."
+        )
+    return blocks
+
+
+class Backbone(nn.Module):
+    """An encoder made of named stages run in order.
+
+    Attributes:
+        out_dim: width of the final representation (``forward`` returns ``B x out_dim``).
+        layer_names: stage names in order; the last one is the final representation (e.g. ``"pool"``).
+        layer_dims: ``{name: D}`` the width of each layer's flattened feature (see ``forward_layers``).
+        sample_shape: the shape of one input sample (no batch dimension) the backbone was built for.
+        stages: ``nn.ModuleDict`` of the stages, keyed by layer name.
+    """
+
+    out_dim: int
+    layer_names: list[str]
+    layer_dims: dict[str, int]
+    sample_shape: tuple[int, ...]
+
+    def __init__(
+        self,
+        stages: dict[str, nn.Module],
+        layer_dims: dict[str, int],
+        sample_shape: tuple[int, ...],
+        *,
+        exact_shape: bool = False,
+    ) -> None:
+        super().__init__()
+        self.stages = nn.ModuleDict(stages)
+        self.layer_names = list(stages)
+        self.layer_dims = {name: int(layer_dims[name]) for name in self.layer_names}
+        self.out_dim = self.layer_dims[self.layer_names[-1]]
+        self.sample_shape = tuple(sample_shape)
+        # exact_shape: every input must have exactly sample_shape (flattening models). Otherwise only the
+        # number of dimensions and the channel count must match (conv nets accept other spatial sizes).
+        self._exact_shape = exact_shape
+
+    def extra_repr(self) -> str:
+        return f"sample_shape={self.sample_shape}, out_dim={self.out_dim}"
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`ShapeError` when ``x`` is not a batch of samples of ``sample_shape``."""
+        expected = "B x " + " x ".join(str(s) for s in self.sample_shape)
+        name = type(self).__name__
+        if x.dim() != len(self.sample_shape) + 1:
+            raise ShapeError(
+                f"{name} expects a batch shaped {expected} ({len(self.sample_shape) + 1} dims), "
+                f"got {tuple(x.shape)}. Add or remove the channel/batch dimension to match."
+            )
+        if self._exact_shape:
+            if tuple(x.shape[1:]) != self.sample_shape:
+                raise ShapeError(
+                    f"{name} was built for samples of shape {self.sample_shape} and needs a batch "
+                    f"{expected}, "
+                    f"got {tuple(x.shape)}. Rebuild the backbone with sample_shape={tuple(x.shape[1:])}."
+                )
+        elif len(self.sample_shape) > 1 and x.shape[1] != self.sample_shape[0]:
+            raise ShapeError(
+                f"{name} was built for {self.sample_shape[0]} input channel(s) (batch {expected}), "
+                f"got {x.shape[1]} in a batch of shape {tuple(x.shape)}."
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Final representation, ``B x out_dim``."""
+        self.check_input(x)
+        for stage in self.stages.values():
+            x = stage(x)
+        return x
+
+    def resolve_layers(self, layers: str | Sequence[str] | None) -> list[str]:
+        """Validate layer names (``None`` = all). Unknown names raise :class:`ConfigError` (did-you-mean)."""
+        if layers is None:
+            return list(self.layer_names)
+        if isinstance(layers, str):
+            layers = [layers]
+        out: list[str] = []
+        for layer in layers:
+            if layer not in self.stages:
+                raise unknown_name("layer", str(layer), self.layer_names)
+            if layer not in out:
+                out.append(layer)
+        return out
+
+    def forward_layers(
+        self, x: torch.Tensor, layers: str | Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Return ``{name: B x layer_dims[name]}`` for each requested layer (``None``: all), in network order.
+
+        Spatial feature maps are global-average-pooled over all spatial dims (``B x C``); 2-D outputs are
+        returned as is. Stages after the deepest requested layer are not run. The last layer's output
+        equals ``forward(x)``. For evaluation call it under ``model.eval()`` and ``torch.no_grad()`` (in train
+        mode BatchNorm uses and updates batch statistics, as in ``forward``).
+        """
+        wanted = self.resolve_layers(layers)
+        if not wanted:
+            return {}
+        self.check_input(x)
+        last = max(self.layer_names.index(name) for name in wanted)
+        feats: dict[str, torch.Tensor] = {}
+        for i, (name, stage) in enumerate(self.stages.items()):
+            if i > last:
+                break
+            x = stage(x)
+            if name in wanted:
+                feats[name] = x.mean(dim=tuple(range(2, x.dim()))) if x.dim() > 2 else x
+        return feats
+
+
+# ----------------------------------------------------------------------------------------------- blocks
+
+
+class BasicBlock1d(nn.Module):
+    """ResNet basic block for 1-D signals: conv3-BN-ReLU-conv3-BN + shortcut, then ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm1d(out_ch)
+        self.conv2 = nn.Conv1d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv1d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm1d(out_ch)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class BasicBlock2d(nn.Module):
+    """ResNet basic block for images: conv3x3-BN-ReLU-conv3x3-BN + shortcut, then ReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+def _stage(block: type[nn.Module], in_ch: int, out_ch: int, n_blocks: int, stride: int) -> nn.Sequential:
+    blocks = [block(in_ch, out_ch, stride)]
+    blocks += [block(out_ch, out_ch, 1) for _ in range(n_blocks - 1)]
+    return nn.Sequential(*blocks)
+
+
+def _check_ndim(shape: tuple[int, ...], ndim: int, name: str, layout: str, example: str) -> None:
+    if len(shape) != ndim:
+        raise ShapeError(
+            f"backbone '{name}' takes samples shaped {layout} ({ndim} dims, no batch dimension), "
+            f"got sample_shape={shape}. Example: {example}."
+            + (" For images use 'convnet' or 'resnet18'." if name == "conv1d" and len(shape) == 3 else "")
+            + (" For 1-D signals use 'conv1d'." if name != "conv1d" and len(shape) == 2 else "")
+            + (" For flat vectors use 'mlp'." if len(shape) == 1 else "")
+        )
+
+
+# ------------------------------------------------------------------------------------------- backbones
+
+
+class Conv1dResNet(Backbone):
+    """Small 1-D ResNet for signals ``B x C x L``.
+
+    Layers: ``stem`` (conv k=``stem_kernel``, stride 1, BN, ReLU), ``layer1`` (``width``, stride 1),
+    ``layer2`` (``2*width``, stride 2), ``layer3`` (``4*width``, stride 2), then the final layer:
+
+    - ``pool="avg"``: ``"pool"`` global average pooling, ``out_dim = 4*width`` (translation invariant,
+      accepts any length).
+    - ``pool="flatten"``: ``"flatten"`` the ``4*width x ceil(L/4)`` map, ``out_dim = 4*width*ceil(L/4)``
+      (keeps position; needs inputs of exactly ``sample_shape``).
+    """
+
+    def __init__(
+        self,
+        sample_shape: tuple[int, ...],
+        width: int = 64,
+        blocks: int | Sequence[int] = 1,
+        stem_kernel: int = 5,
+        pool: str = "avg",
+    ) -> None:
+        _check_ndim(sample_shape, 2, "conv1d", "(channels, length)", "(1, 40) for MNIST-1D")
+        width = _positive_int(width, "conv1d width")
+        stem_kernel = _positive_int(stem_kernel, "conv1d stem_kernel")
+        if stem_kernel % 2 == 0:
+            raise ConfigError(f"conv1d stem_kernel must be odd (keeps the length), got {stem_kernel}.")
+        n_blocks = _blocks_per_stage(blocks, 3, "conv1d")
+        if pool not in ("avg", "flatten"):
+            raise ConfigError(
+                f"conv1d pool must be 'avg' or 'flatten', got {pool!r}."
+                f"{did_you_mean(str(pool), ['avg', 'flatten'])}"
+            )
+        channels, length = sample_shape
+        widths = [width, 2 * width, 4 * width]
+        stages: dict[str, nn.Module] = {
+            "stem": nn.Sequential(
+                nn.Conv1d(channels, width, stem_kernel, padding=stem_kernel // 2, bias=False),
+                nn.BatchNorm1d(width),
+                nn.ReLU(inplace=True),
+            ),
+            "layer1": _stage(BasicBlock1d, width, widths[0], n_blocks[0], 1),
+            "layer2": _stage(BasicBlock1d, widths[0], widths[1], n_blocks[1], 2),
+            "layer3": _stage(BasicBlock1d, widths[1], widths[2], n_blocks[2], 2),
+        }
+        dims = {"stem": width, "layer1": widths[0], "layer2": widths[1], "layer3": widths[2]}
+        if pool == "avg":
+            stages["pool"] = nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten(1))
+            dims["pool"] = widths[2]
+        else:
+            final_length = math.ceil(math.ceil(length / 2) / 2)  # two stride-2, k=3, pad=1 convs
+            stages["flatten"] = nn.Flatten(1)
+            dims["flatten"] = widths[2] * final_length
+        super().__init__(stages, dims, sample_shape, exact_shape=pool == "flatten")
+        _init_resnet(self)
+
+
+class ConvNet(Backbone):
+    """Small 2-D ResNet for tiny images ``B x C x H x W`` (8x8 digits, 32x32 CIFAR-like).
+
+    Layers: ``stem`` (conv3x3 stride 1, BN, ReLU), ``layer1`` (``width``), ``layer2`` (``2*width``, stride 2),
+    ``layer3`` (``4*width``, stride 2), ``pool`` (global average pooling); ``out_dim = 4*width``.
+    Default ``width=32`` (128-dim output) keeps 32x32 inputs affordable on a CPU.
+    """
+
+    def __init__(
+        self, sample_shape: tuple[int, ...], width: int = 32, blocks: int | Sequence[int] = 1
+    ) -> None:
+        _check_ndim(sample_shape, 3, "convnet", "(channels, height, width)", "(1, 8, 8) or (3, 32, 32)")
+        width = _positive_int(width, "convnet width")
+        n_blocks = _blocks_per_stage(blocks, 3, "convnet")
+        widths = [width, 2 * width, 4 * width]
+        stages: dict[str, nn.Module] = {
+            "stem": nn.Sequential(
+                nn.Conv2d(sample_shape[0], width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ),
+            "layer1": _stage(BasicBlock2d, width, widths[0], n_blocks[0], 1),
+            "layer2": _stage(BasicBlock2d, widths[0], widths[1], n_blocks[1], 2),
+            "layer3": _stage(BasicBlock2d, widths[1], widths[2], n_blocks[2], 2),
+            "pool": nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)),
+        }
+        dims = {
+            "stem": width,
+            "layer1": widths[0],
+            "layer2": widths[1],
+            "layer3": widths[2],
+            "pool": widths[2],
+        }
+        super().__init__(stages, dims, sample_shape)
+        _init_resnet(self)
+
+
+class TorchvisionResNet(Backbone):
+    """torchvision ResNet-18/50 without its ``fc`` layer, layers ``stem, layer1..layer4, pool``.
+
+    ``small_input=True`` replaces the 7x7 stride-2 conv + max-pool stem by a 3x3 stride-1 conv and no
+    max-pool (the CIFAR stem). ``small_input=None`` (default) picks it for images of side <= 64.
+    The first conv takes ``sample_shape[0]`` channels. Weights are randomly initialised (torchvision init).
+    """
+
+    def __init__(
+        self,
+        sample_shape: tuple[int, ...],
+        arch: str = "resnet18",
+        small_input: bool | None = None,
+        zero_init_residual: bool = False,
+    ) -> None:
+        from torchvision import models as tvm
+
+        _check_ndim(sample_shape, 3, arch, "(channels, height, width)", "(3, 32, 32)")
+        if arch not in ("resnet18", "resnet50"):
+            raise unknown_name("torchvision architecture", arch, ["resnet18", "resnet50"])
+        if small_input is None:
+            small_input = max(sample_shape[1:]) <= 64
+        net = getattr(tvm, arch)(weights=None, zero_init_residual=zero_init_residual)
+        in_ch = sample_shape[0]
+        if small_input:
+            conv1 = nn.Conv2d(in_ch, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            maxpool: nn.Module = nn.Identity()
+        else:
+            conv1 = net.conv1
+            if in_ch != 3:
+                conv1 = nn.Conv2d(in_ch, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            maxpool = net.maxpool
+        if conv1 is not net.conv1:
+            nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
+        expansion = 4 if arch == "resnet50" else 1
+        stages: dict[str, nn.Module] = {
+            "stem": nn.Sequential(conv1, net.bn1, net.relu, maxpool),
+            "layer1": net.layer1,
+            "layer2": net.layer2,
+            "layer3": net.layer3,
+            "layer4": net.layer4,
+            "pool": nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)),
+        }
+        dims = {
+            "stem": 64,
+            "layer1": 64 * expansion,
+            "layer2": 128 * expansion,
+            "layer3": 256 * expansion,
+            "layer4": 512 * expansion,
+            "pool": 512 * expansion,
+        }
+        super().__init__(stages, dims, sample_shape)
+        self.arch = arch
+        self.small_input = bool(small_input)
+
+
+class MLPBackbone(Backbone):
+    """Flatten the input, then ``Linear-BN-ReLU`` per width of ``hidden`` (layers ``fc1, fc2, ...``).
+
+    ``out_dim`` is the last width. Inputs must have exactly ``sample_shape``.
+    """
+
+    def __init__(self, sample_shape: tuple[int, ...], hidden: str | int = "512-512") -> None:
+        widths = parse_spec(hidden)
+        if not widths:
+            raise ConfigError("mlp backbone needs at least one hidden layer, e.g. hidden='512-512'.")
+        in_dim = math.prod(sample_shape)
+        stages: dict[str, nn.Module] = {}
+        dims: dict[str, int] = {}
+        for i, w in enumerate(widths, start=1):
+            layers: list[nn.Module] = [nn.Flatten(1)] if i == 1 else []
+            layers += [nn.Linear(in_dim, w), nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
+            stages[f"fc{i}"] = nn.Sequential(*layers)
+            dims[f"fc{i}"] = w
+            in_dim = w
+        super().__init__(stages, dims, sample_shape, exact_shape=True)
+
+
+def _init_resnet(model: nn.Module) -> None:
+    """He init for convs, BN weight 1 / bias 0 (the torchvision ResNet scheme)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+# -------------------------------------------------------------------------------------------- registry
+
+
+def _resnet18(
+    sample_shape: tuple[int, ...], small_input: bool | None = None, zero_init_residual: bool = False
+):
+    return TorchvisionResNet(sample_shape, "resnet18", small_input, zero_init_residual)
+
+
+def _resnet50(
+    sample_shape: tuple[int, ...], small_input: bool | None = None, zero_init_residual: bool = False
+):
+    return TorchvisionResNet(sample_shape, "resnet50", small_input, zero_init_residual)
+
+
+BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "conv1d": Conv1dResNet,
+    "convnet": ConvNet,
+    "resnet18": _resnet18,
+    "resnet50": _resnet50,
+    "mlp": MLPBackbone,
+}
+
+
+def backbone_options(name: str) -> dict[str, object]:
+    """Keyword options of backbone ``name`` with their defaults (besides ``sample_shape``)."""
+    if name not in BACKBONES:
+        raise unknown_name("backbone", name, BACKBONES)
+    params = inspect.signature(BACKBONES[name]).parameters
+    return {k: p.default for k, p in params.items() if k != "sample_shape"}
+
+
+def build_backbone(name: str, sample_shape: Sequence[int] | torch.Size, **kwargs: object) -> Backbone:
+    """Build backbone ``name`` for samples of ``sample_shape`` (one sample, no batch dimension).
+
+    Unknown names and options raise :class:`ConfigError` (with did-you-mean); a ``sample_shape`` with the
+    wrong number of dimensions for the backbone raises :class:`ShapeError`.
+    """
+    if name not in BACKBONES:
+        raise unknown_name("backbone", name, BACKBONES)
+    shape = _as_shape(sample_shape, name)
+    options = backbone_options(name)
+    for key in kwargs:
+        if key not in options:
+            valid = ", ".join(options) or "none"
+            raise ConfigError(
+                f"backbone '{name}' has no option '{key}'.{did_you_mean(key, options)} "
+                f"Valid options: {valid}."
+            )
+    return BACKBONES[name](shape, **kwargs)
