@@ -1,0 +1,243 @@
+"""Method recipes: a name -> criterion, heads and the paper's default hyper-parameters.
+
+A recipe is data; :class:`SSLModel` turns it into a module whose ``loss(views, index)`` is the whole
+method. Projector specs are the papers' ImageNet values; the MNIST-1D presets in ``configs/`` shrink them
+for a CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from selfsup import criteria
+from selfsup.errors import unknown_name
+from selfsup.models import Backbone, build_mlp, head_layer_outputs
+
+
+@dataclass(frozen=True)
+class MethodRecipe:
+    name: str
+    criterion: Callable[..., torch.Tensor]
+    kind: str  # "pair" (symmetric loss of two embeddings), "byol", "simsiam" or "diet"
+    projector: str
+    paper: str
+    params: dict = field(default_factory=dict)  # criterion keyword defaults (paper values)
+    predictor: str | None = None
+    ema_base: float | None = None  # target-network momentum at step 0 (cosine schedule to 1)
+
+
+METHODS: dict[str, MethodRecipe] = {
+    r.name: r
+    for r in [
+        MethodRecipe(
+            "simclr",
+            criteria.simclr_loss,
+            "pair",
+            "2048-128",
+            "Chen et al. 2020, arXiv 2002.05709 (NT-Xent, tau 0.1 at batch 4096, 0.5 on CIFAR)",
+            {"temperature": 0.1},
+        ),
+        MethodRecipe(
+            "simclr-abs",
+            criteria.simclr_loss,
+            "pair",
+            "2048-128",
+            "Garrido et al. 2022, arXiv 2206.02574 (negatives enter as |cos|)",
+            {"temperature": 0.1, "variant": "abs"},
+        ),
+        MethodRecipe(
+            "simclr-sq",
+            criteria.simclr_loss,
+            "pair",
+            "2048-128",
+            "Garrido et al. 2022, arXiv 2206.02574 (negatives enter as cos^2)",
+            {"temperature": 0.1, "variant": "sq"},
+        ),
+        MethodRecipe(
+            "dcl",
+            criteria.dcl_loss,
+            "pair",
+            "2048-128",
+            "Yeh et al. 2022, arXiv 2110.06848 (decoupled contrastive loss)",
+            {"temperature": 0.1},
+        ),
+        MethodRecipe(
+            "spectral",
+            criteria.spectral_contrastive_loss,
+            "pair",
+            "2048-2048-128",
+            "HaoChen et al. 2021, arXiv 2106.04156 (spectral contrastive loss)",
+        ),
+        MethodRecipe(
+            "vicreg",
+            criteria.vicreg_loss,
+            "pair",
+            "8192-8192-8192",
+            "Bardes et al. 2022, arXiv 2105.04906 (official code: 25/25/1)",
+            {"sim_coeff": 25.0, "std_coeff": 25.0, "cov_coeff": 1.0},
+        ),
+        MethodRecipe(
+            "vicreg-exp",
+            criteria.vicreg_exp_loss,
+            "pair",
+            "8192-8192-8192",
+            "Garrido et al. 2022, arXiv 2206.02574 (VICReg with exponential covariance term)",
+        ),
+        MethodRecipe(
+            "vicreg-ctr",
+            criteria.vicreg_ctr_loss,
+            "pair",
+            "8192-8192-8192",
+            "Garrido et al. 2022, arXiv 2206.02574 (VICReg-exp on the transposed embeddings)",
+        ),
+        MethodRecipe(
+            "barlow",
+            criteria.barlow_twins_loss,
+            "pair",
+            "8192-8192-8192",
+            "Zbontar et al. 2021, arXiv 2103.03230 (lambda 0.0051)",
+            {"lambd": 0.0051},
+        ),
+        MethodRecipe(
+            "byol",
+            criteria.byol_loss,
+            "byol",
+            "4096-256",
+            "Grill et al. 2020, arXiv 2006.07733 (EMA target, momentum 0.996 -> 1, cosine)",
+            predictor="4096-256",
+            ema_base=0.99,
+        ),
+        MethodRecipe(
+            "simsiam",
+            criteria.byol_loss,
+            "simsiam",
+            "2048-2048-2048",
+            "Chen & He 2021, arXiv 2011.10566 (stop-gradient, no EMA)",
+            predictor="512-2048",
+        ),
+        MethodRecipe(
+            "diet",
+            criteria.diet_loss,
+            "diet",
+            "",
+            "Ibrahim et al. 2023, arXiv 2302.10260 (sample index as class, label smoothing 0.8)",
+            {"label_smoothing": 0.8},
+        ),
+    ]
+}
+
+
+def get_method(name: str) -> MethodRecipe:
+    if name not in METHODS:
+        raise unknown_name("method", name, METHODS)
+    return METHODS[name]
+
+
+def ema_momentum(base: float, step: int, total_steps: int) -> float:
+    """BYOL's cosine schedule: tau_k = 1 - (1 - base) (cos(pi k / K) + 1) / 2 (Grill et al., sec. 3.2)."""
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)) + 1) / 2
+
+
+class SSLModel(nn.Module):
+    """Backbone + projector (+ predictor, EMA target or DIET head) and the method's loss."""
+
+    def __init__(
+        self,
+        recipe: MethodRecipe,
+        backbone: Backbone,
+        projector: str | None = None,
+        predictor: str | None = None,
+        params: dict | None = None,
+        n_train: int | None = None,
+        ema_base: float | None = None,
+    ):
+        super().__init__()
+        self.recipe = recipe
+        self.params = {**recipe.params, **(params or {})}
+        self.backbone = backbone
+        self.projector = build_mlp(backbone.out_dim, recipe.projector if projector is None else projector)
+        proj_dim = _out_dim(self.projector, backbone.out_dim)
+        self.predictor = None
+        if recipe.kind in ("byol", "simsiam"):
+            self.predictor = build_mlp(proj_dim, predictor or recipe.predictor, last_bias=True)
+        self.ema_base = ema_base if ema_base is not None else recipe.ema_base
+        self.target = None
+        if recipe.kind == "byol":
+            self.target = nn.ModuleDict(
+                {"backbone": copy.deepcopy(backbone), "projector": copy.deepcopy(self.projector)}
+            ).requires_grad_(False)
+        self.diet_head = None
+        if recipe.kind == "diet":
+            if not n_train:
+                raise ValueError("DIET needs n_train, the number of training samples (one class each)")
+            self.diet_head = nn.Linear(backbone.out_dim, n_train, bias=False)
+
+    def loss(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (loss, detached backbone features of the first view) for one batch of views."""
+        feats = [self.backbone(v) for v in views]
+        kind, fn, p = self.recipe.kind, self.recipe.criterion, self.params
+        if kind == "diet":
+            loss = sum(fn(self.diet_head(h), index, **p) for h in feats) / len(feats)
+        else:
+            z = [self.projector(h) for h in feats]
+            if kind == "pair":
+                pairs = list(itertools.combinations(range(len(z)), 2))
+                loss = sum(fn(z[i], z[j], **p) for i, j in pairs) / len(pairs)
+            else:
+                preds = [self.predictor(zi) for zi in z]
+                if kind == "byol":
+                    with torch.no_grad():
+                        z = [self.target["projector"](self.target["backbone"](v)) for v in views]
+                pairs = list(itertools.permutations(range(len(z)), 2))
+                loss = sum(fn(preds[i], z[j]) for i, j in pairs) / len(pairs) * 2
+        return loss, feats[0].detach()
+
+    @torch.no_grad()
+    def update_target(self, step: int, total_steps: int) -> None:
+        """EMA update of the BYOL target network (no-op for other methods)."""
+        if self.target is None:
+            return
+        tau = ema_momentum(self.ema_base, step, total_steps)
+        online = list(self.backbone.parameters()) + list(self.projector.parameters())
+        target = list(self.target["backbone"].parameters()) + list(self.target["projector"].parameters())
+        torch._foreach_lerp_(target, online, 1.0 - tau)
+        for t, o in zip(
+            self.target.buffers(),
+            itertools.chain(self.backbone.buffers(), self.projector.buffers()),
+            strict=True,
+        ):
+            t.copy_(o)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Backbone named layers, then one name per projector block (``proj1``, ``proj2`` ...)."""
+        n_proj = sum(isinstance(m, nn.Linear) for m in self.projector.modules())
+        return list(self.backbone.layer_names) + [f"proj{i + 1}" for i in range(n_proj)]
+
+    @torch.no_grad()
+    def embed_layers(self, x: torch.Tensor, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """Features of the requested layers (default: all of :attr:`layer_names`), each B x D."""
+        names = self.layer_names
+        layers = names if layers is None else list(layers)
+        bad = [name for name in layers if name not in names]
+        if bad:
+            raise unknown_name("layer", bad[0], names)
+        wanted_backbone = [n for n in layers if n in self.backbone.layer_names]
+        last = self.backbone.layer_names[-1]
+        need_proj = any(n.startswith("proj") for n in layers)
+        out = self.backbone.forward_layers(x, sorted(set(wanted_backbone) | ({last} if need_proj else set())))
+        if need_proj:
+            out.update(head_layer_outputs(self.projector, out[last]))
+        return {n: out[n] for n in layers}
+
+
+def _out_dim(head: nn.Module, in_dim: int) -> int:
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else in_dim

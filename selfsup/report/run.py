@@ -1,0 +1,63 @@
+"""``report.html`` for one run: loss, RankMe and probe accuracy per epoch, and the singular-value spectra."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from selfsup.report.html import figure_to_img, page, table
+
+
+def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+    pts = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def write_run_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    sections = []
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    axes[0].plot(*_series(records, "loss"), marker=".")
+    axes[0].set(title="training loss", xlabel="epoch")
+    for key, label in [("backbone/rankme", "backbone"), ("projector/rankme", "projector")]:
+        if _series(records, key)[0]:
+            axes[1].plot(*_series(records, key), marker=".", label=label)
+    axes[1].set(title="RankMe (monitor subset)", xlabel="epoch")
+    axes[1].legend()
+    for key, label in [
+        ("online_probe_test_acc", "online probe, test"),
+        ("online_probe_train_acc", "online, train"),
+    ]:
+        if _series(records, key)[0]:
+            axes[2].plot(*_series(records, key), marker=".", label=label)
+    axes[2].set(title="probe accuracy", xlabel="epoch")
+    axes[2].legend()
+    sections.append("<h2>Training</h2>" + figure_to_img(fig))
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for layer, rep in summary["layers"].items():
+        sv = rep.get("singular_values")
+        if sv:
+            ax.semilogy(range(1, len(sv) + 1), sv, label=f"{layer} (RankMe {rep['rankme']:.1f})")
+    ax.set(title="singular-value spectrum of the monitor embeddings", xlabel="index", ylabel="singular value")
+    ax.legend(fontsize=8)
+    sections.append("<h2>Spectrum</h2>" + figure_to_img(fig))
+
+    rows = [
+        {"layer": layer, **{k: v for k, v in rep.items() if isinstance(v, (int, float))}}
+        for layer, rep in summary["layers"].items()
+    ]
+    sections.append("<h2>Label-free quality per layer</h2>" + table(rows))
+    probes = {k: summary[k] for k in ("probe_layer", "linear_acc", "knn_acc") if k in summary}
+    if probes:
+        sections.append("<h2>Probes (test split)</h2>" + table([probes]))
+    sections.append(f"<p>run: {html.escape(str(run_dir))}</p>")
+    out = run_dir / "report.html"
+    out.write_text(page(f"selfsup run: {summary.get('method')} on {summary.get('dataset')}", sections))
+    return out

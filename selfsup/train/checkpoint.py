@@ -1,0 +1,95 @@
+"""Atomic, verified, safely-loaded checkpoints.
+
+File layout: ``SELFSUP-CKPT-1\\n`` + sha256 hex of the payload + ``\\n`` + a ``torch.save`` payload.
+Writes go to a temporary file that is fsync'ed and renamed, so a crash leaves the old file intact.
+Loads check the digest (truncation, corruption) and use ``torch.load(weights_only=True)``, which refuses
+arbitrary pickled objects, so a crafted checkpoint cannot execute code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+
+import torch
+
+from selfsup.errors import CheckpointError
+
+MAGIC = b"SELFSUP-CKPT-1\n"
+_NAME = re.compile(r"^epoch-(\d+)\.ckpt$")
+
+
+def save_checkpoint(state: dict, path: str | Path) -> Path:
+    """Write ``state`` atomically (temp file, fsync, rename) with an integrity digest."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load and verify one checkpoint; raise :class:`CheckpointError` when it cannot be trusted."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint '{path}': {err}") from None
+    header = len(MAGIC) + 65
+    if not raw.startswith(MAGIC) or len(raw) < header:
+        raise CheckpointError(f"'{path}' is not a selfsup checkpoint (bad header or truncated)")
+    digest, payload = raw[len(MAGIC) : header - 1].decode(errors="replace"), raw[header:]
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupted (digest mismatch)")
+    try:
+        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
+    except Exception as err:  # weights_only refuses pickled code; anything else is corruption
+        raise CheckpointError(f"checkpoint '{path}' was refused by the safe loader: {err}") from None
+
+
+def checkpoint_path(directory: str | Path, epoch: int) -> Path:
+    return Path(directory) / f"epoch-{epoch:05d}.ckpt"
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Checkpoints in ``directory``, newest (highest epoch) first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def load_latest(directory: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, Path]:
+    """Newest checkpoint that verifies; broken newer ones are reported and skipped."""
+    paths = list_checkpoints(directory)
+    if not paths:
+        raise CheckpointError(f"no checkpoint in '{directory}'; was the run started?")
+    for path in paths:
+        try:
+            return load_checkpoint(path, map_location), path
+        except CheckpointError as err:
+            warnings.warn(f"{err}; falling back to the previous checkpoint", stacklevel=2)
+    raise CheckpointError(f"every checkpoint in '{directory}' is unreadable: {[p.name for p in paths]}")
+
+
+def prune(directory: str | Path, keep: int) -> None:
+    """Keep the ``keep`` newest checkpoints."""
+    for path in list_checkpoints(directory)[keep:]:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,187 @@
+"""Training engine: methods learn, the online probe is detached, kill/resume is exact, bad input exits 2."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from selfsup.cli import app
+from selfsup.methods import METHODS, SSLModel, get_method
+from selfsup.models import build_backbone
+
+runner = CliRunner()
+TINY = [
+    "data.dataset=digits",
+    "model.backbone=mlp",
+    "model.backbone_args={hidden: '64-64'}",
+    "model.projector=64-64",
+    "model.predictor=32-64",
+    "train.batch_size=128",
+    "data.monitor_size=256",
+    "train.lidar_samples=32",
+]
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_each_method_decreases_its_loss(name):
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 8, 8)
+    views = [x + 0.1 * torch.randn_like(x), x + 0.1 * torch.randn_like(x)]
+    backbone = build_backbone("mlp", (1, 8, 8), hidden="64-64")
+    model = SSLModel(get_method(name), backbone, "64-64", "32-64", n_train=64)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    idx = torch.arange(64)
+    losses = []
+    for step in range(15):
+        loss, _ = model.loss(views, idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.update_target(step, 15)
+        losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0], losses
+
+
+def test_online_probe_features_are_detached():
+    torch.manual_seed(0)
+    backbone = build_backbone("mlp", (1, 8, 8), hidden="32")
+    model = SSLModel(get_method("vicreg"), backbone, "32-32")
+    x = torch.randn(16, 1, 8, 8)
+    _, feats = model.loss([x, x + 0.1], torch.arange(16))
+    probe = torch.nn.Linear(feats.shape[1], 10)
+    torch.nn.functional.cross_entropy(probe(feats), torch.randint(0, 10, (16,))).backward()
+    assert probe.weight.grad is not None
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_ema_schedule_is_byol_cosine():
+    from selfsup.methods import ema_momentum
+
+    assert ema_momentum(0.99, 0, 100) == pytest.approx(0.99)
+    assert ema_momentum(0.99, 50, 100) == pytest.approx(0.995)
+    assert ema_momentum(0.99, 100, 100) == pytest.approx(1.0)
+
+
+def _cli(args, cwd):
+    return subprocess.Popen(
+        [sys.executable, "-m", "selfsup.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_kill_and_resume_matches_uninterrupted(tmp_path):
+    args = ["train", "--quiet", *TINY, "train.epochs=6", "train.deterministic=true", "train.seed=3"]
+    full = _cli([*args, "train.name=full"], tmp_path)
+    out, _ = full.communicate(timeout=300)
+    assert full.returncode == 0, out
+
+    killed = _cli([*args, "train.name=killed"], tmp_path)
+    ckdir = tmp_path / "runs" / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while not (ckdir / "epoch-00001.ckpt").exists():  # kill during the third epoch
+        assert time.time() < deadline and killed.poll() is None, killed.communicate()[0]
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "runs" / "killed" / "summary.json").exists()
+
+    resumed = _cli(["train", "--quiet", "--resume", "runs/killed"], tmp_path)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    a = json.loads((tmp_path / "runs/full/summary.json").read_text())
+    b = json.loads((tmp_path / "runs/killed/summary.json").read_text())
+    assert (a["linear_acc"], a["knn_acc"], a["rankme_backbone"]) == (
+        b["linear_acc"],
+        b["knn_acc"],
+        b["rankme_backbone"],
+    )
+    la, lb = (
+        [json.loads(line)["loss"] for line in (tmp_path / "runs" / r / "metrics.jsonl").open()]
+        for r in ("full", "killed")
+    )
+    assert la == lb and len(la) == 6
+
+
+@pytest.mark.slow
+def test_short_run_writes_everything_and_beats_chance(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "--quiet", *TINY, "train.epochs=3", "train.name=r"])
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "runs" / "r"
+    for f in ("config.yaml", "metrics.jsonl", "summary.json", "report.html"):
+        assert (run / f).is_file(), f
+    assert len(list((run / "checkpoints").glob("*.ckpt"))) == 2  # last two kept
+    s = json.loads((run / "summary.json").read_text())
+    assert s["linear_acc"] > 0.5 and s["knn_acc"] > 0.5  # chance is 0.1 on digits
+    rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert rec["backbone/rankme"] > 1 and "backbone/lidar" in rec
+    # embed and probe reuse the run
+    res = runner.invoke(app, ["embed", str(run), "--split", "test", "-o", str(tmp_path / "e.npy")])
+    assert res.exit_code == 0, res.output
+    assert np.load(tmp_path / "e.npy").shape == (360, 64)
+    res = runner.invoke(app, ["probe", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["linear_acc"] == pytest.approx(s["linear_acc"], abs=1e-6)
+    res = runner.invoke(app, ["train", "--resume", str(run), "optim.lr=0.5"])
+    assert res.exit_code == 2 and "different configuration" in res.output
+    res = runner.invoke(app, ["embed", str(run), "--layer", "fc9", "-o", str(tmp_path / "x.npy")])
+    assert res.exit_code == 2 and "unknown layer 'fc9'" in res.output
+
+
+def test_diverging_run_stops_cleanly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--quiet",
+            *TINY,
+            "train.epochs=2",
+            "optim.lr=1e30",
+            "optim.warmup_epochs=0",
+            "train.name=d",
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    assert "non-finite loss" in res.output and "Lower optim.lr" in res.output
+
+
+def _bad(tmp_path):
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "nan.npz", x=np.full((20, 1, 16), np.nan, np.float32))
+    np.savez(tmp_path / "badlab.npz", x=np.zeros((20, 1, 16), np.float32), y=np.zeros(7, np.int64))
+    return [
+        (["data.dataset=folder:/no/such/dir"], "does not exist"),
+        ([f"data.dataset=folder:{tmp_path / 'empty'}"], "no images"),
+        ([f"data.dataset=arrays:{tmp_path / 'nan.npz'}"], "NaN"),
+        ([f"data.dataset=arrays:{tmp_path / 'badlab.npz'}"], "7 labels but there are 20 samples"),
+        (["method.name=vicrge"], "Did you mean 'vicreg'"),
+        (["model.backbone=resnet19"], "Did you mean 'resnet18'"),
+        (["train.epohcs=3"], "Did you mean 'train.epochs'"),
+        (["data.dataset=digits", "model.backbone=mlp", "train.batch_size=5000"], "larger than the training set"),
+    ]
+
+
+def test_bad_input_exits_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args, msg in _bad(tmp_path):
+        res = runner.invoke(app, ["train", "--quiet", *args])
+        assert res.exit_code == 2, (args, res.output)
+        assert msg.lower() in res.output.lower(), (args, res.output)
+        assert "Traceback" not in res.output
+
+
+def test_resume_needs_a_run_dir(tmp_path):
+    res = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    assert res.exit_code == 2 and "not a run directory" in res.output
