@@ -31,7 +31,7 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     backbone: str = "conv1d"
     backbone_args: dict[str, Any] = Field(default_factory=dict)
-    projector: str | None = None  # spec like "2048-2048-2048"; None -> the method's default
+    projector: str | None = "1024-1024-1024"  # Linear-BN-ReLU spec; null -> the method's paper default
     predictor: str | None = None  # BYOL / SimSiam only; None -> the method's default
 
 
@@ -43,8 +43,8 @@ class MethodConfig(_Section):
 
 class OptimConfig(_Section):
     name: Literal["adamw", "sgd", "lars"] = "adamw"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     warmup_epochs: float = Field(2.0, ge=0)
     min_lr_ratio: float = Field(0.01, ge=0, le=1)
@@ -53,7 +53,7 @@ class OptimConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(40, ge=1)
+    epochs: int = Field(30, ge=1)
     batch_size: int = Field(256, ge=2)
     seed: int = 0
     deterministic: bool = False

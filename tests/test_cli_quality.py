@@ -48,7 +48,9 @@ def test_table_output_and_fp16(tmp_path, z):
     assert res.exit_code == 0, res.output
     assert "rankme" in res.output and "alpha_req" in res.output
     res = runner.invoke(app, ["quality", str(tmp_path / "h.npy"), "--json"])
-    assert json.loads(res.output)["rankme"] == pytest.approx(_rankme_reference(z.astype(np.float16)), rel=1e-5)
+    assert json.loads(res.output)["rankme"] == pytest.approx(
+        _rankme_reference(z.astype(np.float16)), rel=1e-5
+    )
 
 
 def test_n_views_adds_lidar(tmp_path, z):

@@ -59,3 +59,8 @@ def test_every_preset_validates(path):
 
     get_method(cfg.method.name)  # the method named by the preset exists
     assert cfg.train.epochs >= 1
+
+
+def test_main_job_defaults_equal_the_vicreg_preset():
+    preset = Path(__file__).parent.parent / "configs" / "vicreg-mnist1d.yaml"
+    assert C.resolve() == C.resolve(preset)

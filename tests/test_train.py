@@ -169,7 +169,10 @@ def _bad(tmp_path):
         (["method.name=vicrge"], "Did you mean 'vicreg'"),
         (["model.backbone=resnet19"], "Did you mean 'resnet18'"),
         (["train.epohcs=3"], "Did you mean 'train.epochs'"),
-        (["data.dataset=digits", "model.backbone=mlp", "train.batch_size=5000"], "larger than the training set"),
+        (
+            ["data.dataset=digits", "model.backbone=mlp", "train.batch_size=5000"],
+            "larger than the training set",
+        ),
     ]
 
 
