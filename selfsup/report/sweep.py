@@ -1,0 +1,172 @@
+"""``report.html`` for a sweep: one plot per swept hyper-parameter (score and accuracy against its value,
+twin axes, log x for log spaces), the label-free pick against the label oracle, and every trial."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from selfsup.report.html import figure_to_img, page, table
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _log_axis(spec: dict, xs: list) -> bool:
+    if spec.get("log") is not None:
+        return bool(spec["log"])
+    return bool(xs) and all(_num(x) and x > 0 for x in xs) and max(xs) / min(xs) >= 100
+
+
+def param_figure(summary: dict, key: str):
+    """Score (left axis) and probe accuracies (right axis) against one hyper-parameter."""
+    spec = summary["space"][key]
+    rows = [r for r in summary["trials"] if key in r["params"]]
+    raw = [r["params"][key] for r in rows]
+    numeric = all(_num(x) for x in raw)
+    if numeric:
+        order = sorted(range(len(rows)), key=lambda i: raw[i])
+        xs = [raw[i] for i in order]
+        ticks = None
+    else:  # categories: positions in the order of the sweep file
+        cats = [v for v in (spec.get("values") or []) if v in raw] or list(dict.fromkeys(raw))
+        order = sorted(range(len(rows)), key=lambda i: cats.index(raw[i]))
+        xs = [cats.index(raw[i]) for i in order]
+        ticks = cats
+    rows = [rows[i] for i in order]
+    several = len(summary["space"]) > 1  # other keys vary too: points, not a line
+    style = "o" if several else "o-"
+    obj = summary["objective"]
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ys = [r["score"] if _num(r["score"]) else math.nan for r in rows]
+    ax.plot(xs, ys, style, color="C0", label=f"{obj['metric']} ({obj['layer']})")
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"{obj['metric']} ({obj['layer']})", color="C0")
+    failed = [x for x, r in zip(xs, rows, strict=True) if r["state"] == "failed"]
+    if failed:
+        lo = min((y for y in ys if not math.isnan(y)), default=0.0)
+        ax.plot(failed, [lo] * len(failed), "x", color="red", markersize=9, label="failed")
+    pick = (summary["selection"].get("pick") or {}).get("trial")
+    for x, r, y in zip(xs, rows, ys, strict=True):
+        if r["trial"] == pick:
+            ax.plot([x], [y], "*", color="C0", markersize=16, label="label-free pick")
+    handles, labels = ax.get_legend_handles_labels()
+    if summary.get("labelled"):
+        ax2 = ax.twinx()
+        for name, color, marker in (("linear_acc", "C1", "s"), ("knn_acc", "C2", "^")):
+            acc = [100 * r[name] if _num(r.get(name)) else math.nan for r in rows]
+            ax2.plot(
+                xs,
+                acc,
+                marker + ("" if several else "--"),
+                color=color,
+                label=name.replace("_acc", " probe %"),
+            )
+        oracle = ((summary.get("oracle") or {}).get("linear_acc") or {}).get("trial")
+        for x, r in zip(xs, rows, strict=True):
+            if r["trial"] == oracle and _num(r.get("linear_acc")):
+                ax2.plot(
+                    [x], [100 * r["linear_acc"]], "v", color="C1", markersize=13, label="oracle (linear)"
+                )
+        ax2.set_ylabel("test accuracy (%)", color="C1")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if numeric and _log_axis(spec, xs):
+        ax.set_xscale("log")
+    if ticks is not None:
+        ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+    ax.set_title(f"{summary['name']}: {key}")
+    ax.legend(handles, labels, fontsize=8, loc="best")
+    return fig
+
+
+def write_sweep_report(sweep_dir: str | Path, summary: dict | None = None) -> Path:
+    sweep_dir = Path(sweep_dir)
+    if summary is None:
+        summary = json.loads((sweep_dir / "summary.json").read_text())
+    c = summary["counts"]
+    obj = summary["objective"]
+    sel = summary["selection"]
+    sections = [
+        f"<p>objective: <b>{html.escape(obj['metric'])}</b> of layer <b>{html.escape(obj['layer'])}</b> "
+        f"({obj['direction']}); sampler {html.escape(summary['sampler'])}; selection rule "
+        f"<b>{html.escape(sel['rule'])}</b>"
+        + (f" (tol {sel['tol']}, prefer {sel['prefer']} {sel['key']})" if sel["rule"] == "threshold" else "")
+        + ". Labels are never used to select; they only measure the pick.</p>",
+        table([c]),
+    ]
+    pick = sel.get("pick")
+    if pick:
+        rows = [
+            {
+                "": "label-free pick",
+                "trial": pick["trial"],
+                **pick["params"],
+                "score": pick["score"],
+                "linear %": _pct(pick.get("linear_acc")),
+                "kNN %": _pct(pick.get("knn_acc")),
+            }
+        ]
+        for name, o in (summary.get("oracle") or {}).items():
+            if o:
+                rows.append(
+                    {
+                        "": f"oracle ({name})",
+                        "trial": o["trial"],
+                        **o["params"],
+                        "score": o["score"],
+                        "linear %": _pct(o.get("linear_acc")),
+                        "kNN %": _pct(o.get("knn_acc")),
+                    }
+                )
+        sections.append("<h2>Selection</h2>" + table(rows))
+    if summary.get("agreement"):
+        rows = [
+            {
+                "accuracy": k,
+                "Kendall tau": g["kendall_tau"],
+                "Spearman rho": g["spearman_rho"],
+                "pick %": _pct(g["pick_acc"]),
+                "oracle %": _pct(g["oracle_acc"]),
+                "gap (points)": g["gap_points"],
+            }
+            for k, g in summary["agreement"].items()
+        ]
+        sections.append("<h2>Agreement with the labels</h2>" + table(rows))
+        per = [{"hyper-parameter": k, **v} for k, v in summary["per_param"].items()]
+        sections.append(table(per))
+    for key in summary["space"]:
+        if summary["trials"]:
+            sections.append(f"<h2>{html.escape(key)}</h2>" + figure_to_img(param_figure(summary, key)))
+    trows = []
+    for r in summary["trials"]:
+        reason = (r.get("reason") or "").splitlines()[0][:120] if r.get("reason") else ""
+        trows.append(
+            {
+                "slot": r["slot"],
+                "trial": r["trial"],
+                "state": r["state"],
+                **r["params"],
+                "score": r["score"],
+                "linear %": _pct(r.get("linear_acc")),
+                "kNN %": _pct(r.get("knn_acc")),
+                "run": r.get("run_dir"),
+                "reason": reason,
+            }
+        )
+    sections.append("<h2>Trials (sweep order)</h2>" + table(trows))
+    sections.append(f"<p>sweep: {html.escape(str(sweep_dir))}; storage {html.escape(summary['storage'])}</p>")
+    out = sweep_dir / "report.html"
+    out.write_text(page(f"selfsup sweep: {summary['name']}", sections))
+    return out
+
+
+def _pct(v: Any) -> float | None:
+    return 100 * v if _num(v) else None

@@ -1,0 +1,122 @@
+"""Commands mounted on the ``selfsup`` app: ``selfsup sweep``, ``selfsup sweep summary``, ``selfsup layers``.
+
+Heavy imports (optuna, torch) happen inside the commands so that ``selfsup --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import typer
+
+sweep_app = typer.Typer(
+    add_completion=False, invoke_without_command=True, pretty_exceptions_enable=False,
+    help="Label-free hyper-parameter sweeps (Optuna): selfsup sweep --config SWEEP.yaml; "
+         "selfsup sweep summary DIR.",
+)
+
+
+def _user_errors(fn):
+    """selfsup.cli.user_errors, looked up at call time (selfsup.cli imports this module)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from selfsup.cli import user_errors
+
+        return user_errors(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _consoles():
+    from selfsup.cli import console, err_console
+
+    return console, err_console
+
+
+@sweep_app.callback()
+@_user_errors
+def sweep(
+    ctx: typer.Context,
+    config: Path = typer.Option(None, "--config", "-c", help="sweep YAML (see configs/sweeps/)"),
+    storage: str = typer.Option(None, "--storage", help="database URL, overrides the file's storage"),
+    workers: int = typer.Option(None, "--workers", min=1, help="worker processes here, overrides the file"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+):
+    """Run a sweep: each trial is a normal run scored by a label-free metric (RankMe by default).
+
+    Rerun the same command to resume a killed sweep, or on another machine with the same storage URL to
+    add workers.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from selfsup.errors import SelfsupError
+
+    if config is None:
+        raise SelfsupError("pass a sweep file: selfsup sweep --config SWEEP.yaml (examples in "
+                           "configs/sweeps/), or selfsup sweep summary DIR")
+    from selfsup.select.run import run_sweep
+
+    console, err_console = _consoles()
+    try:
+        run_sweep(config, storage=storage, workers=workers, console=console, progress=not quiet)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: rerun the same command to resume the sweep")
+        raise typer.Exit(130) from None
+
+
+@sweep_app.command("summary")
+@_user_errors
+def summary(
+    sweep_dir: Path = typer.Argument(..., help="a sweep directory (holds sweep.yaml)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+    storage: str = typer.Option(None, "--storage", help="database URL, if not the one in sweep.yaml"),
+    rule: str = typer.Option(None, "--rule", help="selection rule: highest or threshold"),
+    tol: float = typer.Option(None, "--tol", help="threshold rule: relative tolerance to the best score"),
+    prefer: str = typer.Option(None, "--prefer", help="threshold rule: min or max value of --key"),
+    key: str = typer.Option(None, "--key", help="threshold rule: the hyper-parameter to prefer"),
+):
+    """Table of a sweep, the label-free pick vs the label oracle; writes summary.json and report.html."""
+    from selfsup.errors import SelfsupError
+    from selfsup.select.run import sweep_summary
+    from selfsup.select.summary import tables
+
+    if rule is not None and rule not in ("highest", "threshold"):
+        raise SelfsupError(f"unknown selection rule '{rule}'; use highest or threshold")
+    if prefer is not None and prefer not in ("min", "max"):
+        raise SelfsupError(f"--prefer must be min or max, got '{prefer}'")
+    if tol is not None and not 0 <= tol < 1:
+        raise SelfsupError(f"--tol must be in [0, 1), got {tol}")
+    result = sweep_summary(sweep_dir, storage=storage, rule=rule, tol=tol, prefer=prefer, key=key)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    console, _ = _consoles()
+    for t in tables(result):
+        console.print(t)
+    console.print(f"wrote {Path(sweep_dir) / 'summary.json'} and {Path(sweep_dir) / 'report.html'}")
+
+
+@_user_errors
+def layers(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    layer: list[str] = typer.Option(None, "--layer", help="only these layers (repeat the option)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    no_probes: bool = typer.Option(False, "--no-probes", help="label-free metrics only (no linear / kNN)"),
+):
+    """Quality (RankMe ...) and probe accuracy of every backbone and projector layer (Guillotine)."""
+    from selfsup.report.layers import layers_table, write_layers
+    from selfsup.select.layers import evaluate_layers
+
+    result = evaluate_layers(run_dir, layers=layer or None, probes=not no_probes)
+    jpath, ppath = write_layers(run_dir, result)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console, err_console = _consoles()
+    console.print(layers_table(result))
+    if not result["labelled"] and not no_probes:
+        err_console.print("note: the dataset has no labelled test split: probes skipped")
+    console.print(f"wrote {jpath} and {ppath}")

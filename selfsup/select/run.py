@@ -1,0 +1,178 @@
+"""``selfsup sweep``: validate, create or join the study, start the workers, show progress, summarise."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from selfsup.errors import ConfigError, SelfsupError
+from selfsup.select import study as S
+from selfsup.select import summary as summ
+from selfsup.select.selection import pick_highest
+from selfsup.select.spec import Sweep, load_sweep, threads_per_worker
+
+
+def _write_resolved(sweep: Sweep) -> None:
+    path = sweep.sweep_dir / "sweep.yaml"
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text("# written by selfsup sweep: the resolved sweep (--config this file reruns it)\n"
+                   + yaml.safe_dump(sweep.resolved_dict(), sort_keys=False))
+    tmp.replace(path)
+
+
+def _check_dir(sweep: Sweep, recs: list[S.TrialRecord]) -> None:
+    trials = sweep.trials_dir
+    if not recs and trials.is_dir() and any(trials.iterdir()):
+        raise ConfigError(
+            f"'{trials}' already holds trial directories, but the storage has no trial of sweep "
+            f"'{sweep.name}' (a deleted or different storage?). Remove that directory, or give the sweep "
+            "another name or out_dir."
+        )
+
+
+def _status(recs: list[S.TrialRecord], n: int, direction: str) -> dict[str, Any]:
+    slots = S.slot_table(recs, n)
+    done = [slots.done[k] for k in sorted(slots.done)]
+    i = pick_highest([r.score for r in done], direction)
+    return {"done": len(done), "running": len(slots.busy), "failed": sum(r.state == "failed" for r in done),
+            "best": done[i] if i is not None else None}
+
+
+def _line(sweep: Sweep, r: S.TrialRecord) -> str:
+    params = escape("  ".join(f"{k}={v}" for k, v in r.params.items()))
+    if r.state == "complete":
+        acc = r.metrics.get("linear_acc")
+        acc_s = f"  linear {100 * acc:.1f} %" if acc is not None else ""
+        score = f"{sweep.objective.metric} [bold]{r.score:.4g}[/]"
+        return f"trial {r.number} (slot {r.slot}) {params}  {score}{acc_s}"
+    if r.state == "failed":
+        return f"trial {r.number} (slot {r.slot}) {params}  [red]FAILED ({r.outcome})[/]: " \
+               f"{(r.reason or '').splitlines()[0][:150]}"
+    return f"trial {r.number} (slot {r.slot}) {params}  [yellow]interrupted[/]: its slot will be resumed"
+
+
+def run_sweep(path: str | Path, storage: str | None = None, workers: int | None = None,
+              console: Console | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume, or join) the sweep of ``path``; return its summary."""
+    console = console or Console()
+    sweep = load_sweep(path, storage=storage, workers=workers)
+    spec = sweep.spec
+    if spec.storage is None:
+        sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
+    st = S.open_storage(sweep.storage_url, spec.heartbeat_interval, spec.grace_period)
+    study = S.ensure_study(st, sweep)
+    sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
+    recs = S.records(study)
+    _check_dir(sweep, recs)
+    _write_resolved(sweep)
+    logs = sweep.sweep_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    for f in logs.glob("worker-*.error"):
+        f.unlink()
+
+    n = sweep.n_trials
+    console.print(f"sweep [bold]{sweep.name}[/]: {n} trials, sampler {spec.sampler}, "
+                  f"{spec.workers} worker(s), objective {sweep.objective.metric} of {sweep.objective.layer} "
+                  f"({spec.direction}); "
+                  f"storage {S.safe_url(sweep.storage_url)}; directory {sweep.sweep_dir}")
+    if not S.slot_table(recs, n).all_done:
+        _work(sweep, study, st, console, progress)
+    recs = S.records(study)
+    if not S.slot_table(recs, n).all_done:
+        errors = [f.read_text() for f in sorted(logs.glob("worker-*.error"))]
+        if errors:
+            raise SelfsupError(errors[0])
+        raise SelfsupError(f"the workers stopped before the sweep was done; see the logs in {logs}. "
+                           "Rerun the same command to resume.")
+    summary = summ.summarize(sweep, recs)
+    summ.write(summary, sweep.sweep_dir)
+    for t in summ.tables(summary):
+        console.print(t)
+    console.print(f"sweep directory: [bold]{sweep.sweep_dir}[/]  (report: {sweep.sweep_dir / 'report.html'})")
+    return summary
+
+
+def _work(sweep: Sweep, study, st, console: Console, progress: bool) -> None:
+    spec = sweep.spec
+    n = sweep.n_trials
+    sweep_dir = sweep.sweep_dir.resolve()
+    threads = threads_per_worker(spec)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = []
+    for i in range(spec.workers):
+        log = open(sweep_dir / "logs" / f"worker-{i}.log", "a")  # closed in the finally below
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "selfsup.select.worker", str(sweep_dir), "--index", str(i), "--threads",
+             str(threads)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env), log))
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _terminate) if in_main else None  # forward a kill to the workers
+    seen: set[int] = set()
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+                   disable=not progress, transient=True)
+    try:
+        with bar:
+            task = bar.add_task(sweep.name, total=n, status="")
+            while True:
+                S.reap(study, st, spec.grace_period)
+                recs = S.records(study)
+                for r in sorted(recs, key=lambda r: r.number):
+                    if r.number not in seen and r.state in ("complete", "failed", "interrupted"):
+                        seen.add(r.number)
+                        bar.console.print(_line(sweep, r))
+                s = _status(recs, n, spec.direction)
+                best = s["best"]
+                bar.update(task, completed=s["done"], status=(
+                    f"running {s['running']}  failed {s['failed']}  best "
+                    + (f"{best.score:.4g} (trial {best.number})" if best else "-")))
+                if all(p.poll() is not None for p, _ in procs):
+                    break
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        for p, _ in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)  # workers mark their trial interrupted and stop
+        deadline = time.time() + 30
+        for p, _ in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old)
+        for _, log in procs:
+            log.close()
+
+
+def sweep_summary(sweep_dir: str | Path, storage: str | None = None, rule: str | None = None,
+                  tol: float | None = None, prefer: str | None = None, key: str | None = None,
+                  write: bool = True) -> dict[str, Any]:
+    """Summarise a sweep directory (finished or not) from its storage; write summary.json and report.html."""
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "sweep.yaml").is_file():
+        raise SelfsupError(f"'{sweep_dir}' is not a sweep directory (no sweep.yaml); pass the directory that "
+                           "selfsup sweep printed")
+    sweep = load_sweep(sweep_dir / "sweep.yaml", sweep_dir=sweep_dir, storage=storage)
+    st = S.open_storage(sweep.storage_url)
+    study = S.load_study(st, sweep.name)
+    summary = summ.summarize(sweep, S.records(study), rule=rule, tol=tol, prefer=prefer, key=key)
+    if write:
+        summ.write(summary, sweep_dir)
+    return summary

@@ -1,0 +1,164 @@
+"""The summary of a sweep: trials in sweep order, the label-free pick, and its agreement with the labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from selfsup.errors import SelfsupError, unknown_name
+from selfsup.select import selection as sel
+from selfsup.select import study as S
+from selfsup.select.spec import Sweep, finite
+
+ACCURACIES = ("linear_acc", "knn_acc")
+
+
+def summarize(sweep: Sweep, recs: list[S.TrialRecord], rule: str | None = None, tol: float | None = None,
+              prefer: str | None = None, key: str | None = None) -> dict[str, Any]:
+    """Everything ``selfsup sweep summary`` shows, as a JSON-serialisable dict."""
+    spec = sweep.spec
+    rule = rule or spec.selection.rule
+    tol = spec.selection.tol if tol is None else tol
+    prefer = prefer or spec.selection.prefer
+    key = key or spec.selection.key or (sweep.keys[0] if len(sweep.keys) == 1 else None)
+    n = sweep.n_trials
+    slots = S.slot_table(recs, n)
+    finished = [slots.done[k] for k in sorted(slots.done)]  # sweep order = slot order
+    counts = {
+        "n_trials": n,
+        "complete": sum(r.state == "complete" for r in finished),
+        "failed": sum(r.state == "failed" for r in finished),
+        "running": len(slots.busy),
+        "pending": n - len(slots.done) - len(slots.busy),
+        "interrupted": sum(r.state == "interrupted" for r in recs),
+        "surplus": sum(r.state == "surplus" for r in recs),
+    }
+    rows = []
+    for r in finished:
+        row = {"slot": r.slot, "trial": r.number, "state": r.state, "params": r.params, "score": r.score,
+               "run_dir": r.run_dir}
+        for a in ACCURACIES:
+            row[a] = r.metrics.get(a)
+        if r.state == "failed":
+            row["outcome"], row["reason"] = r.outcome, r.reason
+        if r.resumed_from is not None:
+            row["resumed_from"] = r.resumed_from
+        rows.append(row)
+
+    scores = [row["score"] for row in rows]
+    if rule == "threshold":
+        if key is None:
+            raise SelfsupError(f"the threshold rule needs a key (one of {', '.join(sweep.keys)})")
+        if key not in sweep.keys:
+            raise unknown_name("swept key", key, sweep.keys)
+    values = [row["params"].get(key) for row in rows] if key else None
+    pick = sel.select(scores, values, rule=rule, tol=tol, prefer=prefer, direction=spec.direction)
+    out: dict[str, Any] = {
+        "name": sweep.name,
+        "sweep_dir": str(sweep.sweep_dir),
+        "storage": S.safe_url(sweep.storage_url),
+        "objective": {**sweep.objective.model_dump(), "direction": spec.direction},
+        "sampler": spec.sampler,
+        "space": {k: v.model_dump(exclude_none=True) for k, v in spec.space.items()},
+        "counts": counts,
+        "selection": {"rule": rule, "tol": tol if rule == "threshold" else None,
+                      "prefer": prefer if rule == "threshold" else None,
+                      "key": key if rule == "threshold" else None,
+                      "pick": _brief(rows[pick]) if pick is not None else None},
+        "trials": rows,
+    }
+    if rule == "threshold":
+        cands = sel.threshold_candidates(scores, tol, spec.direction)
+        out["selection"]["candidates"] = [rows[i]["trial"] for i in cands]
+    labelled = any(finite(row.get(a)) for row in rows for a in ACCURACIES)
+    out["labelled"] = labelled
+    if labelled:
+        agreement, oracle = {}, {}
+        for a in ACCURACIES:
+            accs = [row.get(a) for row in rows]
+            g = sel.oracle_gap(pick, accs)
+            agreement[a] = {**sel.rank_agreement(scores, accs), "pick_acc": g["pick_acc"],
+                            "oracle_acc": g["oracle_acc"], "gap_points": g["gap_points"],
+                            "oracle_trial": rows[g["oracle"]]["trial"] if g["oracle"] is not None else None}
+            oracle[a] = _brief(rows[g["oracle"]]) if g["oracle"] is not None else None
+        out["agreement"] = agreement
+        out["oracle"] = oracle
+        out["per_param"] = {
+            k: {"pick": rows[pick]["params"].get(k) if pick is not None else None,
+                **{f"oracle_{a}": (oracle[a] or {}).get("params", {}).get(k) for a in ACCURACIES}}
+            for k in sweep.keys
+        }
+    else:
+        out["per_param"] = {k: {"pick": rows[pick]["params"].get(k) if pick is not None else None}
+                            for k in sweep.keys}
+    return out
+
+
+def _brief(row: dict) -> dict:
+    return {k: row.get(k) for k in ("slot", "trial", "params", "score", *ACCURACIES, "run_dir")}
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    if pct and finite(v):
+        return f"{100 * v:.2f}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def tables(summary: dict) -> list[Table]:
+    """Rich tables: the trials (pick and oracle marked), then the agreement with the labels."""
+    obj = summary["objective"]
+    keys = list(summary["space"])
+    pick = (summary["selection"]["pick"] or {}).get("trial")
+    oracle = ((summary.get("oracle") or {}).get("linear_acc") or {}).get("trial")
+    c = summary["counts"]
+    t = Table(title=f"sweep {summary['name']}: {c['complete']} complete, {c['failed']} failed, "
+                    f"{c['running']} running, {c['pending']} pending of {c['n_trials']}")
+    for col in ["slot", "trial", *keys, f"{obj['metric']} ({obj['layer']})", "linear %", "kNN %", "note"]:
+        t.add_column(col, justify="right" if col not in ("note",) else "left")
+    for row in summary["trials"]:
+        note = []
+        if row["trial"] == pick:
+            note.append(f"pick ({summary['selection']['rule']})")
+        if row["trial"] == oracle:
+            note.append("oracle (linear)")
+        if row["state"] == "failed":
+            note.append(f"FAILED: {row.get('outcome')}")
+        t.add_row(str(row["slot"]), str(row["trial"]), *[_fmt(row["params"].get(k)) for k in keys],
+                  _fmt(row["score"]), _fmt(row.get("linear_acc"), True), _fmt(row.get("knn_acc"), True),
+                  ", ".join(note))
+    out = [t]
+    if summary.get("agreement"):
+        a = Table(title="label-free pick vs labels (labels are never used to select)")
+        for col in ["accuracy", "Kendall tau", "Spearman rho", "pick %", "oracle %", "gap (points)",
+                    "oracle trial"]:
+            a.add_column(col, justify="right")
+        for name, g in summary["agreement"].items():
+            a.add_row(name, _fmt(g["kendall_tau"]), _fmt(g["spearman_rho"]), _fmt(g["pick_acc"], True),
+                      _fmt(g["oracle_acc"], True), _fmt(g["gap_points"]), _fmt(g["oracle_trial"]))
+        out.append(a)
+        p = Table(title="per swept hyper-parameter: value picked without labels vs the oracle's")
+        for col in ["hyper-parameter", "label-free pick", "oracle (linear)", "oracle (kNN)"]:
+            p.add_column(col, justify="right")
+        for k, v in summary["per_param"].items():
+            p.add_row(k, _fmt(v["pick"]), _fmt(v.get("oracle_linear_acc")), _fmt(v.get("oracle_knn_acc")))
+        out.append(p)
+    return out
+
+
+def write(summary: dict, sweep_dir: Path) -> tuple[Path, Path]:
+    """``summary.json`` and ``report.html`` in the sweep directory."""
+    from selfsup.report.sweep import write_sweep_report
+
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / "summary.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.replace(path)
+    return path, write_sweep_report(sweep_dir, summary)
