@@ -266,8 +266,8 @@ def fit(
                     last = ckpt.list_checkpoints(ckpt_dir)
                     raise DivergenceError(
                         f"non-finite loss at epoch {epoch + 1}, step {b + 1}. The last good checkpoint is "
-                        f"kept ({last[0] if last else 'none yet'}). Lower optim.lr, set optim.clip_grad, or add "
-                        f"warm-up (optim.warmup_epochs)."
+                        f"kept ({last[0] if last else 'none yet'}). Lower optim.lr, set optim.clip_grad, "
+                        f"or add warm-up (optim.warmup_epochs)."
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
