@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from selfsup.cli_errors import console, err_console, user_errors
 from selfsup.errors import SelfsupError
 
 app = typer.Typer(
@@ -18,22 +17,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Joint-embedding self-supervised learning that tells you how good it is without labels.",
 )
-console = Console()
-err_console = Console(stderr=True)
-
-
-def user_errors(fn):
-    """Turn a SelfsupError into 'error: ...' on stderr and exit status 2 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SelfsupError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _metrics_table(title: str, report: dict) -> Table:
@@ -185,11 +168,13 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory")):
     console.print(f"wrote {write_run_report(run_dir)}")
 
 
-# --- label-free model selection: selfsup sweep, selfsup sweep summary, selfsup layers (selfsup/select) ---
+# --- label-free model selection (selfsup/select) and PDE data (selfsup/pde) ---
+from selfsup.pde.cli import pde_app  # noqa: E402
 from selfsup.select.cli import layers as _layers_command  # noqa: E402
 from selfsup.select.cli import sweep_app  # noqa: E402
 
 app.add_typer(sweep_app, name="sweep")
+app.add_typer(pde_app, name="pde")
 app.command("layers")(_layers_command)
 
 

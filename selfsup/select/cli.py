@@ -5,11 +5,12 @@ Heavy imports (optuna, torch) happen inside the commands so that ``selfsup --hel
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 import typer
+
+from selfsup.cli_errors import console, err_console, user_errors
 
 sweep_app = typer.Typer(
     add_completion=False, invoke_without_command=True, pretty_exceptions_enable=False,
@@ -18,26 +19,14 @@ sweep_app = typer.Typer(
 )
 
 
-def _user_errors(fn):
-    """selfsup.cli.user_errors, looked up at call time (selfsup.cli imports this module)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from selfsup.cli import user_errors
-
-        return user_errors(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 def _consoles():
-    from selfsup.cli import console, err_console
-
     return console, err_console
 
 
 @sweep_app.callback()
-@_user_errors
+@user_errors
 def sweep(
     ctx: typer.Context,
     config: Path = typer.Option(None, "--config", "-c", help="sweep YAML (see configs/sweeps/)"),
@@ -68,7 +57,7 @@ def sweep(
 
 
 @sweep_app.command("summary")
-@_user_errors
+@user_errors
 def summary(
     sweep_dir: Path = typer.Argument(..., help="a sweep directory (holds sweep.yaml)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
@@ -99,7 +88,7 @@ def summary(
     console.print(f"wrote {Path(sweep_dir) / 'summary.json'} and {Path(sweep_dir) / 'report.html'}")
 
 
-@_user_errors
+@user_errors
 def layers(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     layer: list[str] = typer.Option(None, "--layer", help="only these layers (repeat the option)"),
