@@ -6,7 +6,7 @@ final linear-probe / kNN test accuracy from its summary.json are recorded agains
 
     python benchmarks/bench_main_job.py [--only main|long]
 
-Writes benchmarks/results/bench_main_job.json.
+Writes benchmarks/results/bench_main_job.json; the run directories stay in runs/bench/.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,11 +53,12 @@ def main() -> None:
     ap.add_argument("--only", choices=sorted(JOBS))
     args = ap.parse_args()
     results = json.loads(OUT.read_text()).get("jobs", {}) if OUT.is_file() else {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, job in JOBS.items():
-            if args.only in (None, name):
-                results[name] = run(name, job, tmp)
-                print(name, json.dumps(results[name], indent=1))
+    out_dir = ROOT / "runs" / "bench"  # kept, e.g. for `selfsup layers runs/bench/main`
+    for name, job in JOBS.items():
+        if args.only in (None, name):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+            results[name] = run(name, job, str(out_dir))
+            print(name, json.dumps(results[name], indent=1))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"benchmark": "bench_main_job", "jobs": results,
                                "date": datetime.now(timezone.utc).isoformat(),

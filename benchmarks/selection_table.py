@@ -23,8 +23,8 @@ METRICS = {
 }
 
 
-def last_monitor(run_dir: str) -> dict:
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+def last_monitor(sweep_dir: str, run_dir: str) -> dict:
+    lines = (Path(sweep_dir) / run_dir / "metrics.jsonl").read_text().splitlines()
     return json.loads(lines[-1])
 
 
@@ -39,7 +39,7 @@ def analyse(summary: dict) -> dict:
         "values": [next(iter(t["params"].values())) for t in trials],
     }
     for name, (key, utility) in METRICS.items():
-        vals = [last_monitor(t["run_dir"]).get(key) for t in trials]
+        vals = [last_monitor(summary["sweep_dir"], t["run_dir"]).get(key) for t in trials]
         if any(v is None for v in vals):
             continue
         u = [utility(v) for v in vals]
