@@ -16,9 +16,9 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
