@@ -108,7 +108,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> list[dict]:
     if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with the gloo backend is not available")
+        pytest.fail("torch.distributed with the gloo backend is not available")
     tmp = tmp_path_factory.mktemp("ddp")
     torch.multiprocessing.spawn(_worker, args=(str(tmp / "init"), str(tmp)), nprocs=WORLD, join=True)
     return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]

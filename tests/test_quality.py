@@ -161,14 +161,18 @@ def test_fp16_and_bf16_inputs_work():
     assert report["rankme"] == pytest.approx(rankme(z16.double()), rel=1e-12)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu():
-    # Reference: the CPU computation of the same embeddings.
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_every_device_matches_numpy_reference(device):
+    # Reference: numpy float64 SVD and the paper's formula (CUDA is added when a GPU is present).
     z = torch.randn(4000, 128, generator=torch.Generator().manual_seed(9)) * torch.linspace(1, 0.01, 128)
-    assert rankme(z.cuda()) == pytest.approx(rankme(z), rel=1e-9)
-    assert rankme(z.cuda(), method="svd") == pytest.approx(rankme(z, method="svd"), rel=1e-9)
-    assert nesum(z.cuda()) == pytest.approx(nesum(z), rel=1e-9)
-    assert lidar(z.cuda(), n_views=4) == pytest.approx(lidar(z, n_views=4), rel=1e-7)
+    s = np.linalg.svd(z.double().numpy(), compute_uv=False)
+    p = s / s.sum() + 1e-7
+    ref = float(np.exp(-(p * np.log(p)).sum()))
+    assert rankme(z.to(device)) == pytest.approx(ref, rel=1e-9)
+    assert rankme(z.to(device), method="svd") == pytest.approx(ref, rel=1e-9)
+    lam = np.linalg.eigvalsh(np.cov(z.double().numpy(), rowvar=False))[::-1]
+    assert nesum(z.to(device)) == pytest.approx(lam.sum() / lam[0], rel=1e-9)
+    assert lidar(z.to(device), n_views=4) == pytest.approx(lidar(z, n_views=4), rel=1e-7)
 
 
 # ------------------------------------------------------------------------------------------------ alpha-ReQ

@@ -10,6 +10,7 @@ from selfsup.quality.lidar import lidar
 from selfsup.quality.spectral import (
     alpha_req,
     collapse_std,
+    covariance_eigenvalues,
     nesum,
     participation_ratio,
     rankme_info,
@@ -59,15 +60,16 @@ def quality_report(z, n_views: int | None = None) -> dict:
         "rankme_method": info.method,
         "rankme_error_estimate": info.error_estimate,
     }
+    lam = covariance_eigenvalues(t)  # shared by alpha-ReQ, NESum and the participation ratio
     try:
-        a, r2 = alpha_req(t)
+        a, r2 = alpha_req(t, eigenvalues=lam)
         report["alpha_req"], report["alpha_req_r2"] = a, r2
     except SelfsupError as exc:
         report["alpha_req"] = report["alpha_req_r2"] = None
         warnings.append(f"alpha_req not computed: {exc}")
-    report["nesum"] = nesum(t)
+    report["nesum"] = nesum(t, eigenvalues=lam)
     report["stable_rank"] = stable_rank(t)
-    report["participation_ratio"] = participation_ratio(t)
+    report["participation_ratio"] = participation_ratio(t, eigenvalues=lam)
     report["collapse_std"] = collapse_std(t)
     report["collapse_std_reference"] = 1.0 / math.sqrt(k)
     if info.value == 0.0:

@@ -275,7 +275,7 @@ def covariance_eigenvalues(z) -> torch.Tensor:
     return _gram_eigenvalues(zc) / (t.shape[0] - 1)
 
 
-def alpha_req(z, min_rank: int = 4, max_rank: int = 100) -> tuple[float, float]:
+def alpha_req(z, min_rank: int = 4, max_rank: int = 100, eigenvalues=None) -> tuple[float, float]:
     """alpha-ReQ (Agrawal et al., NeurIPS 2022): power-law decay of the covariance spectrum.
 
     Fits ``log lambda_i = c - alpha log i`` by weighted least squares (weights 1/i) over the ranks
@@ -283,6 +283,8 @@ def alpha_req(z, min_rank: int = 4, max_rank: int = 100) -> tuple[float, float]:
     clipped to the ranks whose eigenvalues are numerically positive (> lambda_1 max(N, K) eps64).
     alpha near 1 is reported as "good"; small alpha means a flat (noisy) spectrum, large alpha a
     collapsing one.
+
+    ``eigenvalues`` (optional) are ``covariance_eigenvalues(z)`` computed once by the caller.
 
     Returns:
         ``(alpha, r2)``: the decay exponent and the weighted R^2 of the fit (1 = perfect power law).
@@ -294,7 +296,7 @@ def alpha_req(z, min_rank: int = 4, max_rank: int = 100) -> tuple[float, float]:
         raise SelfsupError(f"alpha_req needs 1 <= min_rank <= max_rank; got {min_rank}, {max_rank}.")
     t = check_2d(z, "z")
     n, k = t.shape
-    lam = covariance_eigenvalues(t)
+    lam = covariance_eigenvalues(t) if eigenvalues is None else eigenvalues
     tol = float(lam[0]) * max(n, k) * float(np.finfo(np.float64).eps)
     n_pos = int((lam > tol).sum()) if float(lam[0]) > 0 else 0
     top = min(max_rank, n_pos)
@@ -323,9 +325,9 @@ def alpha_req(z, min_rank: int = 4, max_rank: int = 100) -> tuple[float, float]:
     return float(-slope), float(r2)
 
 
-def nesum(z) -> float:
+def nesum(z, eigenvalues=None) -> float:
     """NESum: ``sum_i lambda_i / lambda_1`` over the centred covariance eigenvalues (0 for constant Z)."""
-    lam = covariance_eigenvalues(z)
+    lam = covariance_eigenvalues(z) if eigenvalues is None else eigenvalues
     return float(lam.sum() / lam[0]) if float(lam[0]) > 0 else 0.0
 
 
@@ -336,9 +338,9 @@ def stable_rank(z) -> float:
     return float(lam.sum() / lam[0]) if float(lam[0]) > 0 else 0.0
 
 
-def participation_ratio(z) -> float:
+def participation_ratio(z, eigenvalues=None) -> float:
     """Participation ratio ``(sum lambda)^2 / sum lambda^2`` of the centred covariance (0 for constant Z)."""
-    lam = covariance_eigenvalues(z)
+    lam = covariance_eigenvalues(z) if eigenvalues is None else eigenvalues
     denom = float((lam**2).sum())
     return float(lam.sum() ** 2 / denom) if denom > 0 else 0.0
 
