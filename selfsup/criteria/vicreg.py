@@ -39,6 +39,16 @@ def _std_hinge(x: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
     return F.relu(1.0 - torch.sqrt(x.var(dim=dim) + eps))
 
 
+def _invariance_variance(x: torch.Tensor, y: torch.Tensor, eps: float):
+    """VICReg's invariance (MSE) and variance (std hinge, averaged over both views) terms, and the
+    column-centred views the covariance terms use."""
+    repr_loss = F.mse_loss(x, y)
+    x = x - x.mean(dim=0)
+    y = y - y.mean(dim=0)
+    std_loss = _std_hinge(x, eps, 0).mean() / 2 + _std_hinge(y, eps, 0).mean() / 2
+    return repr_loss, std_loss, x, y
+
+
 def _exp_cov_rows(c: torch.Tensor, self_col: torch.Tensor, tau: float) -> torch.Tensor:
     """Per row i of ``c``: log sum_{j != i} exp(c_ij / tau), the diagonal given by ``self_col``."""
     rows = torch.arange(c.shape[0], device=c.device)
@@ -77,10 +87,7 @@ def vicreg_loss(
         if gather_distributed:
             x, y, _ = gather_pair(x, y)
         n, k = x.shape
-        repr_loss = F.mse_loss(x, y)
-        x = x - x.mean(dim=0)
-        y = y - y.mean(dim=0)
-        std_loss = _std_hinge(x, eps, 0).mean() / 2 + _std_hinge(y, eps, 0).mean() / 2
+        repr_loss, std_loss, x, y = _invariance_variance(x, y, eps)
         cov_x = (x.T @ x) / (n - 1)
         cov_y = (y.T @ y) / (n - 1)
         cov_loss = off_diagonal(cov_x).pow(2).sum() / k + off_diagonal(cov_y).pow(2).sum() / k
@@ -123,10 +130,7 @@ def vicreg_exp_loss(
         if gather_distributed:
             x, y, _ = gather_pair(x, y)
         n, k = x.shape
-        repr_loss = F.mse_loss(x, y)
-        x = x - x.mean(dim=0)
-        y = y - y.mean(dim=0)
-        std_loss = _std_hinge(x, eps, 0).mean() / 2 + _std_hinge(y, eps, 0).mean() / 2
+        repr_loss, std_loss, x, y = _invariance_variance(x, y, eps)
         diag = torch.arange(k, device=x.device)
         cov_loss = (
             _exp_cov_rows((x.T @ x) / (n - 1), diag, tau).mean()
