@@ -95,6 +95,8 @@ def _resolve(spec: str) -> tuple[DatasetEntry, str | None]:
         raise ConfigError(f"dataset spec must be a non-empty string, got {spec!r}.")
     spec = spec.strip()
     name, sep, rest = spec.partition(":")
+    if name in ("pde", "pde-gen") and name not in DATASETS:
+        import selfsup.pde.ssl  # noqa: F401  (registers the PDE datasets on first use)
     entry = DATASETS.get(name)
     if sep and entry is not None and entry.prefix:
         if not rest:

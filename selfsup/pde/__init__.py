@@ -7,6 +7,7 @@
 * :func:`write_h5` / :func:`read_h5` -- HDF5 storage, also reading the public LPSDA layout.
 """
 
+import selfsup.pde.ssl  # noqa: F401  (registers pde:/pde-gen: datasets, the pde views, pde2d)
 from selfsup.pde.data import PDEData
 from selfsup.pde.equations import EQUATIONS, Equation, get_equation
 from selfsup.pde.generate import generate

@@ -111,3 +111,47 @@ def info(file: Path = typer.Argument(..., help="HDF5 file (selfsup or LPSDA layo
 def _range(v: torch.Tensor) -> str:
     lo, hi = v.min().item(), v.max().item()
     return f"{lo:.4g}" if lo == hi else f"[{lo:.4g}, {hi:.4g}]"
+
+
+@pde_app.command()
+@user_errors
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a run trained on pde:PATH.h5 or pde-gen:EQUATION data"),
+    seeds: int = typer.Option(3, "--seeds", help="seeds (supervised baseline, ridge split, solvers)"),
+    sup_epochs: int = typer.Option(20, "--sup-epochs", help="epochs of the supervised regression baseline"),
+    solver_steps: int = typer.Option(300, "--solver-steps", help="training steps of each time-stepper"),
+    history: int = typer.Option(20, "--history", help="input steps of the time-stepper"),
+    future: int = typer.Option(20, "--future", help="steps predicted per call of the time-stepper"),
+    layer: str = typer.Option(None, "--layer", help="representation layer (default: backbone output)"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
+    skip: list[str] = typer.Option([], "--skip", help="skip 'regression' or 'timestepping'"),
+):
+    """Coefficient regression (SSL + ridge vs supervised) and time-stepping (with/without the representation).
+
+    Writes RUN_DIR/pde_eval.json and prints a table (mean +- std over seeds).
+    """
+    from selfsup.pde.evaluate import evaluate_run
+
+    for s in skip:
+        if s not in ("regression", "timestepping"):
+            raise ConfigError(f"--skip takes 'regression' or 'timestepping', got '{s}'")
+    r = evaluate_run(
+        run_dir, seeds, sup_epochs, solver_steps, history, future, layer, device, skip=tuple(skip)
+    )
+    table = Table(title=f"{r['equation']}: {run_dir} ({len(r['seeds'])} seeds, layer {r['layer']})")
+    for col in ("task", "target", "method", "mean", "std"):
+        table.add_column(col)
+    reg = r.get("regression", {})
+    for name in reg.get("targets", []):
+        for kind in ("ssl_linear", "supervised"):
+            v = reg[kind][name]
+            table.add_row("regression (rel. err.)", name, kind, f"{v['mean']:.4g}", f"{v['std']:.2g}")
+        table.add_row("regression (rel. err.)", name, "train mean", f"{reg['mean'][name]:.4g}", "-")
+    ts = r.get("timestepping")
+    if ts:
+        target = f"{ts['history']}->{ts['future']}, {ts['rollout_steps']} steps"
+        for kind in ("baseline", "ssl_conditioned"):
+            v = ts[kind]
+            table.add_row("time-stepping (NMSE)", target, kind, f"{v['mean']:.4g}", f"{v['std']:.2g}")
+    Console().print(table)
+    typer.echo(f"wrote {Path(run_dir) / 'pde_eval.json'} ({r['seconds']:.0f} s)")

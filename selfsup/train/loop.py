@@ -80,8 +80,11 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
         n_train=len(data.train),
         ema_base=cfg.method.ema_base,
     ).to(device)
-    recipe_name = cfg.data.views or default_recipe(data.sample_shape)
-    views = build_view_set(recipe_name, data.sample_shape, cfg.data.n_views, **cfg.data.view_args).to(device)
+    recipe_name = cfg.data.views or data.info.get("default_views") or default_recipe(data.sample_shape)
+    view_args = dict(cfg.data.view_args)
+    if recipe_name == data.info.get("default_views"):  # e.g. the PDE datasets fill in view_args.equation
+        view_args = {**data.info.get("view_args", {}), **view_args}
+    views = build_view_set(recipe_name, data.sample_shape, cfg.data.n_views, **view_args).to(device)
     return Components(cfg, data, model, views, device)
 
 
