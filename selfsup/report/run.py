@@ -29,7 +29,6 @@ def write_run_report(run_dir: str | Path) -> Path:
         if _series(records, key)[0]:
             axes[1].plot(*_series(records, key), marker=".", label=label)
     axes[1].set(title="RankMe (monitor subset)", xlabel="epoch")
-    axes[1].legend()
     for key, label in [
         ("online_probe_test_acc", "online probe, test"),
         ("online_probe_train_acc", "online, train"),
@@ -37,7 +36,9 @@ def write_run_report(run_dir: str | Path) -> Path:
         if _series(records, key)[0]:
             axes[2].plot(*_series(records, key), marker=".", label=label)
     axes[2].set(title="probe accuracy", xlabel="epoch")
-    axes[2].legend()
+    for ax in axes[1:]:
+        if ax.get_legend_handles_labels()[0]:  # unlabelled runs have no probe curve
+            ax.legend()
     sections.append("<h2>Training</h2>" + figure_to_img(fig))
 
     fig, ax = plt.subplots(figsize=(7, 4))
