@@ -140,18 +140,19 @@ def evaluate(
     )
     table = Table(title=f"{r['equation']}: {run_dir} ({len(r['seeds'])} seeds, layer {r['layer']})")
     for col in ("task", "target", "method", "mean", "std"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     reg = r.get("regression", {})
     for name in reg.get("targets", []):
         for kind in ("ssl_linear", "supervised"):
             v = reg[kind][name]
-            table.add_row("regression (rel. err.)", name, kind, f"{v['mean']:.4g}", f"{v['std']:.2g}")
-        table.add_row("regression (rel. err.)", name, "train mean", f"{reg['mean'][name]:.4g}", "-")
+            table.add_row("regression", name, kind, f"{v['mean']:.4g}", f"{v['std']:.2g}")
+        table.add_row("regression", name, "train mean", f"{reg['mean'][name]:.4g}", "-")
     ts = r.get("timestepping")
     if ts:
-        target = f"{ts['history']}->{ts['future']}, {ts['rollout_steps']} steps"
+        target = f"{ts['history']}->{ts['future']} x{ts['rollout_steps'] // ts['future']}"
         for kind in ("baseline", "ssl_conditioned"):
             v = ts[kind]
-            table.add_row("time-stepping (NMSE)", target, kind, f"{v['mean']:.4g}", f"{v['std']:.2g}")
+            table.add_row("time-stepping", target, kind, f"{v['mean']:.4g}", f"{v['std']:.2g}")
+    table.caption = "regression: relative error |pred - true| / true; time-stepping: rollout NMSE"
     Console().print(table)
     typer.echo(f"wrote {Path(run_dir) / 'pde_eval.json'} ({r['seconds']:.0f} s)")
