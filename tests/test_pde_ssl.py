@@ -1,0 +1,185 @@
+"""SSL on PDE trajectories: pde datasets, the 'pde' view recipe, the pde2d backbone, fit + evaluate."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from selfsup.data import load_dataset
+from selfsup.errors import ConfigError, SelfsupError, ShapeError
+from selfsup.models import build_backbone
+from selfsup.pde import generate, residual, write_h5
+from selfsup.pde.ssl import PDEViews, to_samples
+from selfsup.views import build_views
+
+TINY = "burgers,n_train=16,n_test=8,nx=32,nt=60,keep=40"
+FINE = {  # resolved grids with fine time sampling (as in test_pde_symmetries): small residual floor
+    "burgers": dict(nx=256, T=1.0, nt=201, keep=200),
+    "kdv": dict(nx=128, L=32.0, T=5.0, nt=201, keep=200),
+}
+SCALING = {"burgers": (1.0, 2.0), "kdv": (1.0, 3.0)}  # (x, t) exponents
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_views_keep_shapes_and_are_random_per_sample():
+    d = generate("burgers", 2, seed=0, nx=32, nt=60, keep=40)
+    x = to_samples(d)[[0] * 6]  # the same trajectory six times
+    torch.manual_seed(0)
+    full = build_views("pde", x.shape[1:], equation="burgers")
+    v = full(x)
+    assert v.shape == x.shape and v.dtype == x.dtype
+    flat = v[:, 0].flatten(1)
+    assert all(not torch.allclose(flat[i], flat[j]) for i in range(6) for j in range(i))
+    crop = build_views("pde", x.shape[1:], equation="burgers", crop=(16, 24))
+    c = crop(x)
+    assert c.shape == (6, 2, 16, 24)
+    # the grid channel stays constant per sample (dt/dx, rescaled by the scaling symmetry)
+    g = c[:, 1].flatten(1)
+    assert torch.allclose(g, g[:, :1].expand_as(g))
+    assert not torch.allclose(g[:, 0], x[:, 1, 0, 0])
+    no_sym = build_views("pde", x.shape[1:], equation="burgers", space=0, boost=0, scale=0)
+    assert torch.allclose(no_sym(x), x)
+
+
+@pytest.mark.parametrize("equation", sorted(FINE))
+def test_symmetry_view_of_a_solution_is_a_solution(equation):
+    d = generate(equation, 3, seed=1, threads=1, **FINE[equation])
+    nu = d.coeffs.get("nu")
+    ratio = d.dt / d.dx
+    x = torch.stack([d.u, ratio[:, None, None].expand_as(d.u)], 1)  # float64 samples
+    before = residual(equation, d.u, d.dt, d.dx, nu=nu)
+    assert float(before.max()) < 1e-4
+    torch.manual_seed(0)
+    views = PDEViews(x.shape[1:], equation=equation, crop=(180, d.nx), space=1.0, boost=0.4, scale=0.1)
+    v = views(x)
+    assert v.dtype == torch.float64 and v.shape == (3, 2, 180, d.nx)
+    a, b = SCALING[equation]
+    e = torch.log(v[:, 1, 0, 0] / ratio) / (b - a)  # the scaling parameter each sample drew
+    assert float(e.abs().max()) > 1e-3
+    after = residual(equation, v[:, 0], d.dt * torch.exp(b * e), d.dx * torch.exp(a * e), nu=nu)
+    assert float(after.max()) < 1e-4 and bool((after <= 2 * before + 1e-8).all())
+    # the views really moved the field, and dropping the boost's u + c breaks the solution
+    assert float((v[:, 0] - d.u[:, :180]).abs().max()) > 1e-2
+    no_scale = PDEViews(x.shape[1:], equation=equation, boost=0.4, space=0.0, scale=0.0)
+    w = no_scale(x)
+    c = w[:, 0].mean(dim=(1, 2)) - d.u.mean(dim=(1, 2))  # the boost velocity (mean of u is conserved)
+    broken = residual(equation, w[:, 0] - c[:, None, None], d.dt, d.dx, nu=nu)
+    assert float(broken.min()) > 10 * float(before.max())
+
+
+def test_pde2d_shapes_layers_and_invariances():
+    net = build_backbone("pde2d", (2, 40, 64), width=8).eval()
+    assert net.layer_names == ["stem", "layer1", "layer2", "layer3", "pool"]
+    assert net.layer_dims == {"stem": 8, "layer1": 8, "layer2": 16, "layer3": 32, "pool": 32}
+    x = torch.randn(3, 2, 40, 64)
+    with torch.no_grad():
+        z = net(x)
+        assert z.shape == (3, 32)
+        feats = net.forward_layers(x)
+        assert {k: v.shape[1] for k, v in feats.items()} == net.layer_dims
+        assert torch.allclose(feats["pool"], z)
+        x2 = x.clone()
+        x2[:, 1] = 7.0  # the grid channel is ignored
+        assert torch.allclose(net(x2), z)
+        # circular in x: a roll by the total stride (8) leaves the pooled representation unchanged
+        assert torch.allclose(net(torch.roll(x, 8, dims=-1)), z, atol=1e-5)
+        assert net(torch.randn(2, 2, 20, 48)).shape == (2, 32)  # any field size
+    with pytest.raises(ShapeError):
+        build_backbone("pde2d", (1, 40))
+    with pytest.raises(ConfigError):
+        build_backbone("pde2d", (2, 40, 64), fields=3)
+
+
+def test_datasets_generated_and_from_file(cache):
+    a = load_dataset(f"pde-gen:{TINY}")
+    assert a.train.x.shape == (16, 2, 40, 32) and a.test.x.shape == (8, 2, 40, 32)
+    assert a.train.y is None and a.num_classes is None and a.sample_shape == (2, 40, 32)
+    assert set(a.info["coeffs"]["train"]) == {"L", "T", "nu"} and a.info["coeffs"]["test"]["nu"].shape == (8,)
+    assert a.info["dt"]["train"].shape == (16,) and a.info["view_args"] == {"equation": "burgers"}
+    files = list((cache / "cache" / "pde").glob("*.h5"))
+    assert len(files) == 1
+    b = load_dataset(f"pde-gen:{TINY}")  # from the cache
+    assert torch.equal(a.train.x, b.train.x)
+    d = generate("kdv", 3, seed=0, nx=32, L=16.0, T=2.0, nt=30, keep=20, threads=1)
+    path = cache / "kdv.h5"
+    write_h5(path, d, "train")
+    write_h5(path, d[:2], "valid")
+    f = load_dataset(f"pde:{path}")
+    assert f.train.x.shape == (3, 2, 20, 32) and f.test.x.shape == (2, 2, 20, 32)
+    assert torch.allclose(f.info["coeffs"]["train"]["L"], d.coeffs["L"])
+    ratio = (d.dt / d.dx).float()
+    assert torch.allclose(f.train.x[:, 1, 0, 0], ratio)
+
+
+def test_bad_inputs_give_clear_errors(cache):
+    with pytest.raises(ConfigError, match="equation"):
+        load_dataset("pde-gen:navier")
+    with pytest.raises(SelfsupError, match="no such HDF5 file"):
+        load_dataset(f"pde:{cache / 'missing.h5'}")
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        load_dataset("pde-gen:kdv,nxx=3")
+    with pytest.raises(ConfigError, match="equation"):
+        build_views("pde", (2, 40, 32))
+    with pytest.raises(ConfigError, match="no 'add' symmetry"):
+        build_views("pde", (2, 40, 32), equation="kdv", add=0.1)
+    with pytest.raises(ConfigError, match="crop"):
+        build_views("pde", (2, 40, 32), equation="kdv", crop=(50, 8))
+    with pytest.raises(ConfigError, match="dt_dx"):
+        build_views("pde", (1, 40, 32), equation="kdv")
+    with pytest.raises(ShapeError):
+        build_views("pde", (1, 32), equation="kdv")
+    from selfsup.pde.evaluate import evaluate_run
+
+    with pytest.raises(SelfsupError, match="not a run directory"):
+        evaluate_run(cache)
+
+
+def test_fit_then_evaluate_tiny(cache):
+    from selfsup import config as C
+    from selfsup.pde.evaluate import evaluate_run
+    from selfsup.train import fit
+
+    cfg = C.from_dict(
+        {
+            "data": {"dataset": f"pde-gen:{TINY}", "view_args": {"crop": [24, 24]}, "monitor_size": 16},
+            "model": {"backbone": "pde2d", "backbone_args": {"width": 4}, "projector": "32-32"},
+            "method": {"name": "vicreg"},
+            "optim": {"lr": 3e-4, "warmup_epochs": 0, "schedule": "constant"},
+            "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "lidar_samples": 8},
+        }
+    )
+    fit(cfg, run_dir=cache / "run", progress=False)
+    r = evaluate_run(cache / "run", seeds=2, sup_epochs=1, solver_steps=3)
+    saved = json.loads((cache / "run" / "pde_eval.json").read_text())
+    assert saved["regression"]["targets"] == ["nu"]
+    for kind in ("ssl_linear", "supervised"):
+        v = saved["regression"][kind]["nu"]
+        assert set(v) == {"mean", "std", "values"} and len(v["values"]) == 2
+        assert math.isfinite(v["mean"]) and math.isfinite(v["std"])
+    assert math.isfinite(saved["regression"]["mean"]["nu"])
+    ts = saved["timestepping"]
+    assert ts["rollout_steps"] == 20 and ts["history"] == 20
+    for kind in ("baseline", "ssl_conditioned"):
+        assert math.isfinite(ts[kind]["mean"]) and len(ts[kind]["values"]) == 2
+    assert r["equation"] == "burgers"
+
+
+def test_random_window_is_a_translation():
+    from selfsup.pde.evaluate import random_window
+
+    x = torch.arange(2 * 10 * 8, dtype=torch.float32).reshape(1, 2, 10, 8).expand(5, 2, 10, 8)
+    w = random_window(x, (4, 6), torch.Generator().manual_seed(0))
+    assert w.shape == (5, 2, 4, 6)
+    for i in range(5):
+        t0 = int(w[i, 0, 0, 0]) // 8
+        x0 = int(w[i, 0, 0, 0]) % 8
+        expect = torch.roll(x[i], -x0, dims=-1)[:, t0 : t0 + 4, :6]
+        assert torch.equal(w[i], expect)
