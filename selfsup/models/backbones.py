@@ -30,6 +30,7 @@ from selfsup.models.heads import parse_spec
 __all__ = [
     "BACKBONES",
     "Backbone",
+    "BasicBlock",
     "BasicBlock1d",
     "BasicBlock2d",
     "ConvNet",
@@ -182,21 +183,28 @@ class Backbone(nn.Module):
 # ----------------------------------------------------------------------------------------------- blocks
 
 
-class BasicBlock1d(nn.Module):
-    """ResNet basic block for 1-D signals: conv3-BN-ReLU-conv3-BN + shortcut, then ReLU."""
+class BasicBlock(nn.Module):
+    """ResNet basic block (He et al. 2016): conv3-BN-ReLU-conv3-BN + shortcut, then ReLU.
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+    ``dims`` picks 1-D (signals) or 2-D (images) layers; ``conv3(in_ch, out_ch, stride)`` may replace the
+    3-wide convolution (the PDE encoder passes a circular-in-x one). The shortcut is a strided 1x1 conv + BN
+    when the shape changes.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, dims: int = 2, conv3=None) -> None:
         super().__init__()
-        self.conv1 = nn.Conv1d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm1d(out_ch)
-        self.conv2 = nn.Conv1d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm1d(out_ch)
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        if conv3 is None:
+            def conv3(i: int, o: int, s: int) -> nn.Module:
+                return conv(i, o, 3, stride=s, padding=1, bias=False)
+        self.conv1 = conv3(in_ch, out_ch, stride)
+        self.bn1 = norm(out_ch)
+        self.conv2 = conv3(out_ch, out_ch, 1)
+        self.bn2 = norm(out_ch)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                nn.Conv1d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm1d(out_ch)
-            )
+            self.shortcut = nn.Sequential(conv(in_ch, out_ch, 1, stride=stride, bias=False), norm(out_ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -204,26 +212,18 @@ class BasicBlock1d(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class BasicBlock2d(nn.Module):
-    """ResNet basic block for images: conv3x3-BN-ReLU-conv3x3-BN + shortcut, then ReLU."""
+class BasicBlock1d(BasicBlock):
+    """:class:`BasicBlock` for 1-D signals ``B x C x L``."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
+        super().__init__(in_ch, out_ch, stride, dims=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+
+class BasicBlock2d(BasicBlock):
+    """:class:`BasicBlock` for images ``B x C x H x W``."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__(in_ch, out_ch, stride, dims=2)
 
 
 def _stage(block: type[nn.Module], in_ch: int, out_ch: int, n_blocks: int, stride: int) -> nn.Sequential:

@@ -39,7 +39,14 @@ from torch import nn
 
 from selfsup.data import ArrayDataset, DatasetEntry, DataSplits, cache_dir, register_dataset
 from selfsup.errors import ConfigError, SelfsupError, ShapeError
-from selfsup.models.backbones import BACKBONES, Backbone, _blocks_per_stage, _init_resnet, _positive_int
+from selfsup.models.backbones import (
+    BACKBONES,
+    Backbone,
+    BasicBlock,
+    _blocks_per_stage,
+    _init_resnet,
+    _positive_int,
+)
 from selfsup.pde.data import PDEData
 from selfsup.pde.equations import get_equation
 from selfsup.pde.symmetries import symmetries
@@ -367,26 +374,11 @@ class _CircConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-class _Block(nn.Module):
-    """ResNet basic block with circular-in-x 3x3 convolutions."""
+class _Block(BasicBlock):
+    """:class:`~selfsup.models.backbones.BasicBlock` with circular-in-x 3x3 convolutions."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = _CircConv2d(in_ch, out_ch, 3, stride)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = _CircConv2d(out_ch, out_ch, 3)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        super().__init__(in_ch, out_ch, stride, dims=2, conv3=lambda i, o, s: _CircConv2d(i, o, 3, s))
 
 
 class _Fields(nn.Module):
