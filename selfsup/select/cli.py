@@ -21,10 +21,6 @@ sweep_app = typer.Typer(
 
 
 
-def _consoles():
-    return console, err_console
-
-
 @sweep_app.callback()
 @user_errors
 def sweep(
@@ -48,7 +44,6 @@ def sweep(
                            "configs/sweeps/), or selfsup sweep summary DIR")
     from selfsup.select.run import run_sweep
 
-    console, err_console = _consoles()
     try:
         run_sweep(config, storage=storage, workers=workers, console=console, progress=not quiet)
     except KeyboardInterrupt:
@@ -82,7 +77,6 @@ def summary(
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
-    console, _ = _consoles()
     for t in tables(result):
         console.print(t)
     console.print(f"wrote {Path(sweep_dir) / 'summary.json'} and {Path(sweep_dir) / 'report.html'}")
@@ -104,7 +98,6 @@ def layers(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    console, err_console = _consoles()
     console.print(layers_table(result))
     if not result["labelled"] and not no_probes:
         err_console.print("note: the dataset has no labelled test split: probes skipped")
