@@ -3,9 +3,9 @@
 Also measures a randomly initialised backbone (same architecture, no training) as the baseline every
 method must beat, and checks for collapse (RankMe of the backbone well above the random network's).
 
-    python benchmarks/methods_table.py [--epochs 15] [--methods vicreg simclr ...]
+    python benchmarks/methods_table.py [--epochs 15] [--methods vicreg simclr ...] [--out FILE]
 
-Writes benchmarks/results/methods_table.json and prints a Markdown table for the README.
+Writes benchmarks/results/methods_table.json (or --out) and prints a Markdown table for the README.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -47,6 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--methods", nargs="*", default=sorted(METHODS))
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     console = Console()
     rows = []
@@ -82,7 +84,7 @@ def main() -> None:
         "benchmark": "methods_table",
         "dataset": "mnist1d",
         "epochs": args.epochs,
-        "command": f"python benchmarks/methods_table.py --epochs {args.epochs}",
+        "command": " ".join(["python benchmarks/methods_table.py", *sys.argv[1:]]),
         "random_init": rand,
         "rows": rows,
         "date": datetime.now(timezone.utc).isoformat(),
@@ -92,8 +94,8 @@ def main() -> None:
             "torch": torch.__version__,
         },
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
     print("| method | linear probe | kNN (k=20) | RankMe (backbone) | time |")
     print("|---|---|---|---|---|")
     print(

@@ -31,7 +31,7 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     backbone: str = "conv1d"
     backbone_args: dict[str, Any] = Field(default_factory=dict)
-    projector: str | None = "1024-1024-1024"  # Linear-BN-ReLU spec; null -> the method's paper default
+    projector: str | None = "1024-1024"  # Linear-BN-ReLU spec; null -> the method's paper default
     predictor: str | None = None  # BYOL / SimSiam only; None -> the method's default
 
 
@@ -53,13 +53,13 @@ class OptimConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(256, ge=2)
+    epochs: int = Field(28, ge=1)
+    batch_size: int = Field(128, ge=2)
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"
     amp: bool = True  # mixed precision, used on CUDA only
-    monitor_every: int = Field(1, ge=1)
+    monitor_every: int = Field(2, ge=1)
     lidar_samples: int = Field(256, ge=0)  # monitor samples used for LiDAR (0 disables it)
     online_probe: bool = True
     tensorboard: bool = False

@@ -20,6 +20,7 @@ from selfsup.quality import (
     quality_report,
     rankme,
     rankme_info,
+    rankme_spectrum,
     stable_rank,
 )
 
@@ -294,6 +295,13 @@ def test_nesum_stable_rank_participation_ratio_match_numpy(shape):
     assert participation_ratio(z) == pytest.approx(lam.sum() ** 2 / (lam**2).sum(), rel=1e-9)
     expected_sr = np.linalg.norm(z, "fro") ** 2 / np.linalg.norm(z, 2) ** 2
     assert stable_rank(z) == pytest.approx(expected_sr, rel=1e-9)
+    # the spectrum RankMe computed (Gram or SVD path) gives the same stable rank and numpy's singular values
+    info, sigma = rankme_spectrum(z)
+    assert stable_rank(z, singular_values=sigma) == pytest.approx(expected_sr, rel=1e-9)
+    np.testing.assert_allclose(sigma.numpy(), np.linalg.svd(z, compute_uv=False), rtol=1e-7)
+    report = quality_report(z, singular_values=True)
+    assert report["stable_rank"] == pytest.approx(expected_sr, rel=1e-9)
+    assert report["singular_values"] == pytest.approx(sigma.tolist(), rel=1e-12)
 
 
 def test_collapse_std():

@@ -16,6 +16,7 @@ from selfsup.quality.spectral import (
     participation_ratio,
     rankme,
     rankme_info,
+    rankme_spectrum,
     singular_values,
     stable_rank,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "quality_report",
     "rankme",
     "rankme_info",
+    "rankme_spectrum",
     "singular_values",
     "stable_rank",
 ]

@@ -13,7 +13,7 @@ from selfsup.quality.spectral import (
     covariance_eigenvalues,
     nesum,
     participation_ratio,
-    rankme_info,
+    rankme_spectrum,
     stable_rank,
 )
 
@@ -23,20 +23,22 @@ __all__ = ["quality_report", "SMALL_N"]
 SMALL_N = 100
 
 
-def quality_report(z, n_views: int | None = None) -> dict:
+def quality_report(z, n_views: int | None = None, singular_values: bool = False) -> dict:
     """All label-free quality metrics of the embeddings ``z`` as a JSON-serialisable dict.
 
     Args:
         z: (N, K) embeddings; or, with ``n_views=q``, multi-view embeddings given as (n, q, K) or
             sample-major (n * q, K) (then the spectral metrics use all n * q rows).
         n_views: number of views per sample; LiDAR is computed only when it is given.
+        singular_values: also return the singular values of Z (descending, those RankMe used).
 
     Returns:
         A dict of plain floats, ints, strings, lists and None: ``n``, ``k``, ``rankme``, ``rankme_method``,
         ``rankme_error_estimate``, ``alpha_req``, ``alpha_req_r2``, ``nesum``, ``stable_rank``,
         ``participation_ratio``, ``collapse_std``, ``collapse_std_reference`` (= 1/sqrt(K)), ``lidar``
-        (only with ``n_views``), ``n_views`` and ``warnings`` (list of strings). A metric that cannot be
-        computed on this input (alpha-ReQ with too few eigenvalues) is None with a warning saying why.
+        (only with ``n_views``), ``n_views``, ``singular_values`` (only when asked) and ``warnings``
+        (list of strings). A metric that cannot be computed on this input (alpha-ReQ with too few
+        eigenvalues) is None with a warning saying why.
     """
     t = as_tensor(z, "z")
     if n_views is not None and t.ndim == 3:
@@ -52,7 +54,7 @@ def quality_report(z, n_views: int | None = None) -> dict:
     if n < SMALL_N:
         warnings.append(f"only N={n} samples: every estimate is noisy; use at least a few thousand samples.")
 
-    info = rankme_info(t)
+    info, sigma = rankme_spectrum(t)
     report: dict = {
         "n": n,
         "k": k,
@@ -68,7 +70,7 @@ def quality_report(z, n_views: int | None = None) -> dict:
         report["alpha_req"] = report["alpha_req_r2"] = None
         warnings.append(f"alpha_req not computed: {exc}")
     report["nesum"] = nesum(t, eigenvalues=lam)
-    report["stable_rank"] = stable_rank(t)
+    report["stable_rank"] = stable_rank(t, singular_values=sigma)
     report["participation_ratio"] = participation_ratio(t, eigenvalues=lam)
     report["collapse_std"] = collapse_std(t)
     report["collapse_std_reference"] = 1.0 / math.sqrt(k)
@@ -81,6 +83,8 @@ def quality_report(z, n_views: int | None = None) -> dict:
             f"collapse_std={report['collapse_std']:.3g} is below a tenth of the healthy 1/sqrt(K)="
             f"{report['collapse_std_reference']:.3g}: the embeddings are (nearly) collapsed."
         )
+    if singular_values:
+        report["singular_values"] = sigma.tolist()
     if n_views is not None:
         report["n_views"] = int(n_views)
         report["lidar"] = lidar(t, n_views=n_views)

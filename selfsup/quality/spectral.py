@@ -29,6 +29,7 @@ __all__ = [
     "participation_ratio",
     "rankme",
     "rankme_info",
+    "rankme_spectrum",
     "singular_values",
     "stable_rank",
 ]
@@ -169,6 +170,16 @@ def rankme_info(z, eps: float = 1e-7, method: str = "auto", rtol: float = DEFAUL
 
     Same arguments as :func:`rankme`; returns a :class:`RankMeInfo`.
     """
+    return rankme_spectrum(z, eps=eps, method=method, rtol=rtol)[0]
+
+
+def rankme_spectrum(
+    z, eps: float = 1e-7, method: str = "auto", rtol: float = DEFAULT_RTOL
+) -> tuple[RankMeInfo, torch.Tensor]:
+    """:func:`rankme_info` and the float64 singular values (descending) it was computed from.
+
+    Lets a caller that also needs the spectrum (the stable rank, a plot) skip a second decomposition.
+    """
     if method not in _METHODS:
         raise SelfsupError(f"unknown RankMe method '{method}'; use one of {', '.join(_METHODS)}.")
     if not eps >= 0:
@@ -203,9 +214,10 @@ def rankme_info(z, eps: float = 1e-7, method: str = "auto", rtol: float = DEFAUL
         else:
             if reason == "auto":
                 reason = f"Gram path error estimate {bound:.2e} <= rtol={rtol:g}"
-            return RankMeInfo(_entropy_rank(lam.sqrt(), eps), "gram", bound, reason, n, k)
+            sigma = lam.sqrt()
+            return RankMeInfo(_entropy_rank(sigma, eps), "gram", bound, reason, n, k), sigma
     sigma = singular_values(t)
-    return RankMeInfo(_entropy_rank(sigma, eps), "svd", bound, reason, n, k)
+    return RankMeInfo(_entropy_rank(sigma, eps), "svd", bound, reason, n, k), sigma
 
 
 def rankme(z, eps: float = 1e-7, method: str = "auto", rtol: float = DEFAULT_RTOL) -> float:
@@ -331,10 +343,16 @@ def nesum(z, eigenvalues=None) -> float:
     return float(lam.sum() / lam[0]) if float(lam[0]) > 0 else 0.0
 
 
-def stable_rank(z) -> float:
-    """Stable rank ``||Z||_F^2 / ||Z||_2^2 = sum sigma^2 / sigma_max^2`` (Z not centred; 0 for Z == 0)."""
-    t = check_2d(z, "z")
-    lam = _gram_eigenvalues(t)
+def stable_rank(z, singular_values=None) -> float:
+    """Stable rank ``||Z||_F^2 / ||Z||_2^2 = sum sigma^2 / sigma_max^2`` (Z not centred; 0 for Z == 0).
+
+    ``singular_values`` (optional, descending) are those of ``z`` computed once by the caller, e.g. by
+    :func:`rankme_spectrum`.
+    """
+    if singular_values is not None:
+        lam = torch.as_tensor(singular_values, dtype=torch.float64) ** 2
+    else:
+        lam = _gram_eigenvalues(check_2d(z, "z"))
     return float(lam.sum() / lam[0]) if float(lam[0]) > 0 else 0.0
 
 

@@ -301,11 +301,13 @@ def fit(
             if probe is not None:
                 record["online_probe_train_acc"] = correct / max(seen, 1)
             if (epoch + 1) % cfg.train.monitor_every == 0 or epoch + 1 == cfg.train.epochs:
+                t_mon = time.perf_counter()
                 record.update(monitor(c, x_mon, cfg.train.lidar_samples))
                 if probe is not None and data.test is not None and data.test.y is not None:
                     h = embed(model, data.test.x, device, [model.backbone.layer_names[-1]])
                     pred = probe(next(iter(h.values()))).argmax(1).cpu()
                     record["online_probe_test_acc"] = float((pred == data.test.y).float().mean())
+                record["monitor_time"] = time.perf_counter() - t_mon
             _append(run_dir / "metrics.jsonl", record)
             if writer is not None:
                 for k, v in record.items():
@@ -344,8 +346,7 @@ def finish(c: Components, run_dir: Path, console: Console) -> dict:
         "layers": {},
     }
     for layer, z in feats.items():
-        rep = quality_report(z)
-        rep["singular_values"] = torch.linalg.svdvals(z.double().cpu()).tolist()
+        rep = quality_report(z, singular_values=True)
         summary["layers"][layer] = rep
     summary["rankme_backbone"] = summary["layers"][model.backbone.layer_names[-1]]["rankme"]
     summary.update(probe_run(c))
