@@ -5,11 +5,12 @@ For every equation: `selfsup train --config configs/vicreg-EQ.yaml` (generated d
 supervised encoder of the same architecture) and rollout NMSE of a 1-D CNN time-stepper with and without
 the frozen representation as conditioning (Mialon, Garrido et al., NeurIPS 2023, arXiv 2307.05432).
 
-    python benchmarks/pde_ssl_study.py [--only kdv] [--solver-steps 300 1500] [--skip-train]
+    python benchmarks/pde_ssl_study.py [--only kdv] [--solver-steps 300 1000] [--skip-train]
+        [--skip-regression] [--solver-plain] [--conditioning shift|film]
 
 Writes benchmarks/results/pde_ssl.json (merged with previous results); run directories stay in
-runs/bench/pde-EQ/. Each evaluation is keyed by its solver step count, so a longer solver training can be
-compared with the default one.
+runs/bench/pde-EQ/. Each evaluation is keyed by its solver (steps, dilated or plain convolutions, shift or
+FiLM conditioning), so solver variants can be compared on the same representation.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> None:
     ap.add_argument("--solver-steps", type=int, nargs="+", default=[300])
     ap.add_argument("--skip-train", action="store_true", help="reuse runs/bench/pde-EQ")
     ap.add_argument("--skip-regression", action="store_true", help="time-stepping only")
+    ap.add_argument("--solver-plain", action="store_true", help="undilated time-stepper convolutions")
+    ap.add_argument("--conditioning", choices=["shift", "film"], default="shift")
     args = ap.parse_args()
     results = json.loads(OUT.read_text()).get("equations", {}) if OUT.is_file() else {}
     selfsup = [sys.executable, "-m", "selfsup.cli"]
@@ -83,9 +86,13 @@ def main() -> None:
             ev_cmd = ["pde", "evaluate", f"runs/bench/pde-{eq}", "--seeds", "3", "--solver-steps", str(steps)]
             if args.skip_regression:
                 ev_cmd += ["--skip", "regression"]
+            if args.solver_plain:
+                ev_cmd += ["--solver-plain"]
+            ev_cmd += ["--conditioning", args.conditioning]
             wall = sh(selfsup + ev_cmd)
             ev = json.loads((run_dir / "pde_eval.json").read_text())
-            entry["evaluations"][f"solver_steps={steps}"] = {
+            key = f"solver_steps={steps},{'plain' if args.solver_plain else 'dilated'},{args.conditioning}"
+            entry["evaluations"][key] = {
                 "command": "selfsup " + " ".join(ev_cmd), "wall_s": wall, "summary": verdict(ev), "raw": ev,
             }
         results[eq] = entry

@@ -170,6 +170,13 @@ def test_fit_then_evaluate_tiny(cache):
     for kind in ("baseline", "ssl_conditioned"):
         assert math.isfinite(ts[kind]["mean"]) and len(ts[kind]["values"]) == 2
     assert r["equation"] == "burgers"
+    assert ts["solver"] == {"depth": 5, "dilated": True, "conditioning": "shift", "receptive_field_cells": 64}
+    r = evaluate_run(cache / "run", seeds=1, solver_steps=2, skip=("regression",), conditioning="film",
+                     solver_dilated=False)
+    assert "regression" not in r and r["timestepping"]["solver"]["conditioning"] == "film"
+    assert r["timestepping"]["solver"]["receptive_field_cells"] == 12
+    with pytest.raises(ConfigError, match="conditioning"):
+        evaluate_run(cache / "run", seeds=1, conditioning="concat")
 
 
 def test_random_window_is_a_translation():
@@ -183,3 +190,43 @@ def test_random_window_is_a_translation():
         x0 = int(w[i, 0, 0, 0]) % 8
         expect = torch.roll(x[i], -x0, dims=-1)[:, t0 : t0 + 4, :6]
         assert torch.equal(w[i], expect)
+
+
+@pytest.mark.parametrize("dilated, expected", [(True, 64), (False, 12)])
+def test_solver_receptive_field(dilated, expected):
+    # Analytic: kernel 5 (reach 2 d per layer of dilation d) -> 2 * sum(d) + 2 (output conv) cells each side.
+    # Checked empirically: the gradient of one output cell is non-zero exactly within +-receptive_field.
+    from selfsup.pde.evaluate import CNNSolver
+
+    torch.manual_seed(0)
+    net = CNNSolver(history=3, future=2, width=8, depth=5, dilated=dilated)
+    torch.nn.init.normal_(net.out.weight)  # the zero-initialised output layer would hide every path
+    assert net.receptive_field == expected
+    u = torch.randn(1, 3, 256, requires_grad=True)
+    net(u)[0, :, 128].sum().backward()
+    reach = u.grad[0].abs().sum(0).nonzero().flatten()
+    assert int(reach.min()) == 128 - expected and int(reach.max()) == 128 + expected
+
+
+@pytest.mark.parametrize("conditioning, n_mod", [("shift", 1), ("film", 2)])
+def test_solver_conditioning_starts_as_identity_and_uses_the_vector(conditioning, n_mod):
+    from selfsup.pde.evaluate import CNNSolver
+
+    torch.manual_seed(0)
+    plain = CNNSolver(history=4, future=2, width=8, depth=3)
+    cond = CNNSolver(history=4, future=2, width=8, depth=3, cond_dim=5, conditioning=conditioning)
+    cond.load_state_dict(plain.state_dict(), strict=False)  # same convolutions, zero-initialised modulation
+    assert cond.film.out_features == n_mod * 8 * 3
+    torch.nn.init.normal_(plain.out.weight)
+    cond.out.weight.data.copy_(plain.out.weight)
+    u, z = torch.randn(3, 4, 32), torch.randn(3, 5)
+    torch.testing.assert_close(cond(u, z), plain(u))  # identity at initialisation
+    torch.nn.init.normal_(cond.film.weight)
+    assert not torch.allclose(cond(u, z), plain(u))  # and the vector changes the prediction once trained
+
+
+def test_solver_conditioning_is_validated():
+    from selfsup.pde.evaluate import CNNSolver
+
+    with pytest.raises(ConfigError, match="shift, film"):
+        CNNSolver(history=4, future=2, conditioning="concat")

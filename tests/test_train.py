@@ -125,7 +125,7 @@ def test_short_run_writes_everything_and_beats_chance(tmp_path, monkeypatch):
     s = json.loads((run / "summary.json").read_text())
     assert s["linear_acc"] > 0.5 and s["knn_acc"] > 0.5  # chance is 0.1 on digits
     rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    assert rec["backbone/rankme"] > 1 and "backbone/lidar" in rec
+    assert rec["backbone/rankme"] > 1 and "backbone/lidar" in rec and rec["monitor_time"] > 0
     # embed and probe reuse the run
     res = runner.invoke(app, ["embed", str(run), "--split", "test", "-o", str(tmp_path / "e.npy")])
     assert res.exit_code == 0, res.output

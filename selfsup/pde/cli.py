@@ -125,6 +125,10 @@ def evaluate(
     layer: str = typer.Option(None, "--layer", help="representation layer (default: backbone output)"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
     skip: list[str] = typer.Option([], "--skip", help="skip 'regression' or 'timestepping'"),
+    solver_dilated: bool = typer.Option(
+        True, "--solver-dilated/--solver-plain", help="dilated (default) or plain time-stepper convolutions"
+    ),
+    conditioning: str = typer.Option("shift", "--conditioning", help="shift (additive, default) or film"),
 ):
     """Coefficient regression (SSL + ridge vs supervised) and time-stepping (with/without the representation).
 
@@ -136,7 +140,17 @@ def evaluate(
         if s not in ("regression", "timestepping"):
             raise ConfigError(f"--skip takes 'regression' or 'timestepping', got '{s}'")
     r = evaluate_run(
-        run_dir, seeds, sup_epochs, solver_steps, history, future, layer, device, skip=tuple(skip)
+        run_dir,
+        seeds,
+        sup_epochs,
+        solver_steps,
+        history,
+        future,
+        layer,
+        device,
+        skip=tuple(skip),
+        solver_dilated=solver_dilated,
+        conditioning=conditioning,
     )
     table = Table(title=f"{r['equation']}: {run_dir} ({len(r['seeds'])} seeds, layer {r['layer']})")
     for col in ("task", "target", "method", "mean", "std"):
