@@ -7,6 +7,7 @@ the frozen representation as conditioning (Mialon, Garrido et al., NeurIPS 2023,
 
     python benchmarks/pde_ssl_study.py [--only kdv] [--solver-steps 300 1000] [--skip-train]
         [--skip-regression] [--solver-plain] [--conditioning shift|film]
+    python benchmarks/pde_ssl_study.py --table     # Markdown tables of the stored results
 
 Writes benchmarks/results/pde_ssl.json (merged with previous results); run directories stay in
 runs/bench/pde-EQ/. Each evaluation is keyed by its solver (steps, dilated or plain convolutions, shift or
@@ -59,6 +60,31 @@ def verdict(ev: dict) -> dict:
     return out
 
 
+def _pm(v: dict, digits: int = 3) -> str:
+    return f"{v['mean']:.{digits}g} ± {v['std']:.1g}"
+
+
+def print_tables(results: dict) -> None:
+    print("| equation | coefficient | SSL + ridge | supervised | train mean | evaluation |")
+    print("|---|---|---|---|---|---|")
+    for eq, entry in results.items():
+        for ev in entry["evaluations"].values():
+            reg = ev["raw"].get("regression")
+            for name in (reg or {}).get("targets", []):
+                print(f"| {eq} | {name} | {_pm(reg['ssl_linear'][name])} | {_pm(reg['supervised'][name])} | "
+                      f"{reg['mean'][name]:.3g} | `{ev['command']}` |")
+    print()
+    print("| equation | solver | steps | conditioning | baseline NMSE | conditioned NMSE |")
+    print("|---|---|---|---|---|---|")
+    for eq, entry in results.items():
+        for key, ev in entry["evaluations"].items():
+            ts = ev["raw"].get("timestepping")
+            if ts:
+                steps, conv, cond = key.removeprefix("solver_steps=").split(",")
+                base, cnd = _pm(ts["baseline"]), _pm(ts["ssl_conditioned"])
+                print(f"| {eq} | {conv} | {steps} | {cond} | {base} | {cnd} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=EQUATIONS, action="append")
@@ -67,8 +93,12 @@ def main() -> None:
     ap.add_argument("--skip-regression", action="store_true", help="time-stepping only")
     ap.add_argument("--solver-plain", action="store_true", help="undilated time-stepper convolutions")
     ap.add_argument("--conditioning", choices=["shift", "film"], default="shift")
+    ap.add_argument("--table", action="store_true", help="only print the stored results as Markdown")
     args = ap.parse_args()
     results = json.loads(OUT.read_text()).get("equations", {}) if OUT.is_file() else {}
+    if args.table:
+        print_tables(results)
+        return
     selfsup = [sys.executable, "-m", "selfsup.cli"]
     for eq in args.only or EQUATIONS:
         run_dir = ROOT / "runs" / "bench" / f"pde-{eq}"

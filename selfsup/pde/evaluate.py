@@ -400,7 +400,7 @@ def evaluate_run(
             "future": future,
             "train_steps": solver_steps,
             "solver": {
-                "depth": 5,
+                "depth": None,
                 "dilated": solver_dilated,
                 "conditioning": conditioning,
                 "receptive_field_cells": None,
@@ -413,7 +413,7 @@ def evaluate_run(
                     u_tr, ctr, history, future, solver_steps, s, dev,
                     dilated=solver_dilated, conditioning=conditioning,
                 )
-                ts["solver"]["receptive_field_cells"] = model.receptive_field
+                ts["solver"].update(depth=len(model.convs), receptive_field_cells=model.receptive_field)
                 nmse, n_pred = rollout_nmse(model, u_te, cte, history, future, dev)
                 vals[kind].append(nmse)
         ts["rollout_steps"] = n_pred
