@@ -216,12 +216,12 @@ def test_solver_conditioning_starts_as_identity_and_uses_the_vector(conditioning
     plain = CNNSolver(history=4, future=2, width=8, depth=3)
     cond = CNNSolver(history=4, future=2, width=8, depth=3, cond_dim=5, conditioning=conditioning)
     cond.load_state_dict(plain.state_dict(), strict=False)  # same convolutions, zero-initialised modulation
-    assert cond.film.out_features == n_mod * 8 * 3
+    assert cond.modulation.out_features == n_mod * 8 * 3
     torch.nn.init.normal_(plain.out.weight)
     cond.out.weight.data.copy_(plain.out.weight)
     u, z = torch.randn(3, 4, 32), torch.randn(3, 5)
     torch.testing.assert_close(cond(u, z), plain(u))  # identity at initialisation
-    torch.nn.init.normal_(cond.film.weight)
+    torch.nn.init.normal_(cond.modulation.weight)
     assert not torch.allclose(cond(u, z), plain(u))  # and the vector changes the prediction once trained
 
 

@@ -196,17 +196,17 @@ class CNNSolver(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         self.n_mod = 2 if conditioning == "film" else 1  # (scale, shift) or (shift,)
-        self.film = nn.Linear(cond_dim, self.n_mod * width * depth) if cond_dim else None
-        if self.film is not None:
-            nn.init.zeros_(self.film.weight)
-            nn.init.zeros_(self.film.bias)
+        self.modulation = nn.Linear(cond_dim, self.n_mod * width * depth) if cond_dim else None
+        if self.modulation is not None:
+            nn.init.zeros_(self.modulation.weight)
+            nn.init.zeros_(self.modulation.bias)
         self.width = width
 
     def forward(self, u: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         h = u
         mods = None
-        if self.film is not None:
-            mods = self.film(cond).view(len(u), -1, self.n_mod, self.width)
+        if self.modulation is not None:
+            mods = self.modulation(cond).view(len(u), -1, self.n_mod, self.width)
         for i, conv in enumerate(self.convs):
             h = conv(h)
             if mods is not None:
