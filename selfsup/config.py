@@ -107,18 +107,25 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
         raise _explain(err) from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(
+    path: str | Path,
+    what: str = "config file",
+    default_name: str = "config.yaml",
+    hint: str = "pass a YAML file or a run directory",
+    holds: str = "of sections",
+) -> dict[str, Any]:
+    """Read a YAML mapping from ``path`` (or ``path/default_name`` for a directory); ConfigError otherwise."""
     path = Path(path)
     if path.is_dir():
-        path = path / "config.yaml"
+        path = path / default_name
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist; pass a YAML file or a run directory")
+        raise ConfigError(f"{what} '{path}' does not exist; {hint}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {err}") from None
+        raise ConfigError(f"{what} '{path}' is not valid YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"{what} '{path}' must hold a mapping {holds}, got {type(data).__name__}")
     return data
 
 

@@ -35,7 +35,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from selfsup import config as C
@@ -338,14 +337,9 @@ def load_sweep(path: str | Path | None = None, *, data: dict | None = None,
     """Read and validate a sweep file (or a dict); nothing is created on disk."""
     if data is None:
         path = Path(path)
-        if path.is_dir():
-            path = path / "sweep.yaml"
-        if not path.is_file():
-            raise ConfigError(f"sweep file '{path}' does not exist; pass a sweep YAML (see configs/sweeps/)")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"sweep file '{path}' is not valid YAML: {err}") from None
+        path = path / "sweep.yaml" if path.is_dir() else path
+        data = C.load_yaml(path, "sweep file", "sweep.yaml", "pass a sweep YAML (see configs/sweeps/)",
+                           "(base, space, sampler ...)")
         where, here = f"'{path}'", path.parent
     else:
         where, here = "(dict)", Path.cwd()
