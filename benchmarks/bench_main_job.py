@@ -27,25 +27,43 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "bench_main_job.json"
 JOBS = {
     "main": {"args": [], "target_s": 180, "target_acc": 0.95},
-    "long": {"args": ["--config", str(ROOT / "configs" / "vicreg-mnist1d-long.yaml")], "target_s": 600,
-             "target_acc": 0.97},
+    "long": {
+        "args": ["--config", str(ROOT / "configs" / "vicreg-mnist1d-long.yaml")],
+        "target_s": 600,
+        "target_acc": 0.97,
+    },
 }
 
 
 def run(name: str, job: dict, out_dir: str) -> dict:
-    cmd = [sys.executable, "-m", "selfsup.cli", "train", "--quiet", *job["args"], f"train.out_dir={out_dir}",
-           f"train.name={name}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "selfsup.cli",
+        "train",
+        "--quiet",
+        *job["args"],
+        f"train.out_dir={out_dir}",
+        f"train.name={name}",
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
     s = json.loads((Path(out_dir) / name / "summary.json").read_text())
-    return {"command": "selfsup train " + " ".join(job["args"]).replace(str(ROOT) + "/", ""),
-            "wall_s": wall, "peak_rss_mb": peak_mb, "linear_acc": s["linear_acc"], "knn_acc": s["knn_acc"],
-            "rankme_backbone": s["rankme_backbone"], "target_s": job["target_s"],
-            "target_acc": job["target_acc"], "meets_time": wall <= job["target_s"],
-            "meets_acc": s["linear_acc"] >= job["target_acc"]}
+    return {
+        "command": "selfsup train " + " ".join(job["args"]).replace(str(ROOT) + "/", ""),
+        "wall_s": wall,
+        "peak_rss_mb": peak_mb,
+        "linear_acc": s["linear_acc"],
+        "knn_acc": s["knn_acc"],
+        "rankme_backbone": s["rankme_backbone"],
+        "target_s": job["target_s"],
+        "target_acc": job["target_acc"],
+        "meets_time": wall <= job["target_s"],
+        "meets_acc": s["linear_acc"] >= job["target_acc"],
+    }
 
 
 def main() -> None:
@@ -60,10 +78,21 @@ def main() -> None:
             results[name] = run(name, job, str(out_dir))
             print(name, json.dumps(results[name], indent=1))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"benchmark": "bench_main_job", "jobs": results,
-                               "date": datetime.now(timezone.utc).isoformat(),
-                               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                           "load_avg": os.getloadavg()}}, indent=2))
+    OUT.write_text(
+        json.dumps(
+            {
+                "benchmark": "bench_main_job",
+                "jobs": results,
+                "date": datetime.now(timezone.utc).isoformat(),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "load_avg": os.getloadavg(),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -45,15 +45,21 @@ def verdict(ev: dict) -> dict:
     for name in reg.get("targets", []):
         ssl, sup = reg["ssl_linear"][name], reg["supervised"][name]
         out[f"regression_{name}"] = {
-            "ssl_rel_err": ssl["mean"], "ssl_std": ssl["std"], "supervised_rel_err": sup["mean"],
-            "supervised_std": sup["std"], "train_mean_rel_err": reg["mean"][name],
-            "ssl_better": ssl["mean"] < sup["mean"], "ratio_supervised_over_ssl": sup["mean"] / ssl["mean"],
+            "ssl_rel_err": ssl["mean"],
+            "ssl_std": ssl["std"],
+            "supervised_rel_err": sup["mean"],
+            "supervised_std": sup["std"],
+            "train_mean_rel_err": reg["mean"][name],
+            "ssl_better": ssl["mean"] < sup["mean"],
+            "ratio_supervised_over_ssl": sup["mean"] / ssl["mean"],
         }
     ts = ev.get("timestepping")
     if ts:
         out["timestepping"] = {
-            "solver_steps": ts["train_steps"], "baseline_nmse": ts["baseline"]["mean"],
-            "baseline_std": ts["baseline"]["std"], "conditioned_nmse": ts["ssl_conditioned"]["mean"],
+            "solver_steps": ts["train_steps"],
+            "baseline_nmse": ts["baseline"]["mean"],
+            "baseline_std": ts["baseline"]["std"],
+            "conditioned_nmse": ts["ssl_conditioned"]["mean"],
             "conditioned_std": ts["ssl_conditioned"]["std"],
             "conditioning_helps": ts["ssl_conditioned"]["mean"] < ts["baseline"]["mean"],
         }
@@ -71,8 +77,10 @@ def print_tables(results: dict) -> None:
         for ev in entry["evaluations"].values():
             reg = ev["raw"].get("regression")
             for name in (reg or {}).get("targets", []):
-                print(f"| {eq} | {name} | {_pm(reg['ssl_linear'][name])} | {_pm(reg['supervised'][name])} | "
-                      f"{reg['mean'][name]:.3g} | `{ev['command']}` |")
+                print(
+                    f"| {eq} | {name} | {_pm(reg['ssl_linear'][name])} | {_pm(reg['supervised'][name])} | "
+                    f"{reg['mean'][name]:.3g} | `{ev['command']}` |"
+                )
     print()
     print("| equation | solver | steps | conditioning | baseline NMSE | conditioned NMSE |")
     print("|---|---|---|---|---|---|")
@@ -104,8 +112,14 @@ def main() -> None:
         run_dir = ROOT / "runs" / "bench" / f"pde-{eq}"
         entry = results.get(eq, {}) if args.skip_train else {}
         if not args.skip_train:
-            train = ["train", "--quiet", "--config", f"configs/vicreg-{eq}.yaml", "train.out_dir=runs/bench",
-                     f"train.name=pde-{eq}"]
+            train = [
+                "train",
+                "--quiet",
+                "--config",
+                f"configs/vicreg-{eq}.yaml",
+                "train.out_dir=runs/bench",
+                f"train.name=pde-{eq}",
+            ]
             subprocess.run(["rm", "-rf", str(run_dir)], check=True)
             entry["train_command"] = "selfsup " + " ".join(train)
             entry["train_s"] = sh(selfsup + train)
@@ -123,14 +137,27 @@ def main() -> None:
             ev = json.loads((run_dir / "pde_eval.json").read_text())
             key = f"solver_steps={steps},{'plain' if args.solver_plain else 'dilated'},{args.conditioning}"
             entry["evaluations"][key] = {
-                "command": "selfsup " + " ".join(ev_cmd), "wall_s": wall, "summary": verdict(ev), "raw": ev,
+                "command": "selfsup " + " ".join(ev_cmd),
+                "wall_s": wall,
+                "summary": verdict(ev),
+                "raw": ev,
             }
         results[eq] = entry
-        OUT.write_text(json.dumps({
-            "benchmark": "pde_ssl_study", "equations": results,
-            "date": datetime.now(timezone.utc).isoformat(),
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()},
-        }, indent=2))
+        OUT.write_text(
+            json.dumps(
+                {
+                    "benchmark": "pde_ssl_study",
+                    "equations": results,
+                    "date": datetime.now(timezone.utc).isoformat(),
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "platform": platform.platform(),
+                        "load_avg": os.getloadavg(),
+                    },
+                },
+                indent=2,
+            )
+        )
         print(eq, json.dumps({k: v["summary"] for k, v in entry["evaluations"].items()}, indent=1))
 
 

@@ -15,9 +15,16 @@ from selfsup.cli import app
 from selfsup.train import build, fit
 
 runner = CliRunner()
-TINY = ["data.dataset=digits", "model.backbone=mlp", "model.backbone_args={hidden: '64-32'}",
-        "model.projector=48-16", "train.batch_size=128", "data.monitor_size=256", "train.lidar_samples=0",
-        "train.epochs=1"]
+TINY = [
+    "data.dataset=digits",
+    "model.backbone=mlp",
+    "model.backbone_args={hidden: '64-32'}",
+    "model.projector=48-16",
+    "train.batch_size=128",
+    "data.monitor_size=256",
+    "train.lidar_samples=0",
+    "train.epochs=1",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,8 +69,9 @@ def test_layers_table_json_and_plot(run_dir):
 
 
 def test_layers_filter_table_and_unknown_layer(run_dir):
-    res = runner.invoke(app, ["layers", run_dir, "--no-probes", "--layer", "proj2", "--layer", "fc1",
-                              "--json"])
+    res = runner.invoke(
+        app, ["layers", run_dir, "--no-probes", "--layer", "proj2", "--layer", "fc1", "--json"]
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert [r["layer"] for r in out["layers"]] == ["fc1", "proj2"]  # network order

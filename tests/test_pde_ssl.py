@@ -171,8 +171,14 @@ def test_fit_then_evaluate_tiny(cache):
         assert math.isfinite(ts[kind]["mean"]) and len(ts[kind]["values"]) == 2
     assert r["equation"] == "burgers"
     assert ts["solver"] == {"depth": 5, "dilated": True, "conditioning": "shift", "receptive_field_cells": 64}
-    r = evaluate_run(cache / "run", seeds=1, solver_steps=2, skip=("regression",), conditioning="film",
-                     solver_dilated=False)
+    r = evaluate_run(
+        cache / "run",
+        seeds=1,
+        solver_steps=2,
+        skip=("regression",),
+        conditioning="film",
+        solver_dilated=False,
+    )
     assert "regression" not in r and r["timestepping"]["solver"]["conditioning"] == "film"
     assert r["timestepping"]["solver"]["receptive_field_cells"] == 12
     with pytest.raises(ConfigError, match="conditioning"):

@@ -24,12 +24,15 @@ from selfsup.select.worker import resolve_layer
 
 runner = CliRunner()
 SWEEPS = sorted((Path(__file__).parent.parent / "configs" / "sweeps").glob("*.yaml"))
-BASE = {"data": {"dataset": "digits", "monitor_size": 256},
-        "model": {"backbone": "mlp", "backbone_args": {"hidden": "64-64"}, "projector": "64-64"},
-        "train": {"batch_size": 128, "lidar_samples": 0, "epochs": 1}}
+BASE = {
+    "data": {"dataset": "digits", "monitor_size": 256},
+    "model": {"backbone": "mlp", "backbone_args": {"hidden": "64-64"}, "projector": "64-64"},
+    "train": {"batch_size": 128, "lidar_samples": 0, "epochs": 1},
+}
 
 
 # --- selection rules -------------------------------------------------------------------------------------
+
 
 def test_highest_ties_go_to_the_first_in_sweep_order():
     assert pick_highest([3.0, 1.0, 3.0, 2.0]) == 0
@@ -70,15 +73,28 @@ def test_agreement_against_scipy_and_by_hand():
 
 
 def _rec(number, slot, state, value, score=None, lin=None, knn=None, outcome=None):
-    return TrialRecord(number=number, trial_id=number, state=state, slot=slot,
-                       params={"method.params.cov_coeff": value}, score=score,
-                       metrics={"linear_acc": lin, "knn_acc": knn}, outcome=outcome,
-                       run_dir=f"trials/{number}")
+    return TrialRecord(
+        number=number,
+        trial_id=number,
+        state=state,
+        slot=slot,
+        params={"method.params.cov_coeff": value},
+        score=score,
+        metrics={"linear_acc": lin, "knn_acc": knn},
+        outcome=outcome,
+        run_dir=f"trials/{number}",
+    )
 
 
 def test_summary_statistics_on_a_hand_made_sweep(tmp_path):
-    sweep = load_sweep(data={"name": "t", "base": BASE, "space": {
-        "method.params.cov_coeff": {"type": "grid", "values": [0.1, 1.0, 10.0, 100.0]}}}, sweep_dir=tmp_path)
+    sweep = load_sweep(
+        data={
+            "name": "t",
+            "base": BASE,
+            "space": {"method.params.cov_coeff": {"type": "grid", "values": [0.1, 1.0, 10.0, 100.0]}},
+        },
+        sweep_dir=tmp_path,
+    )
     recs = [  # trial numbers deliberately not in slot order; trial 1 was interrupted and resumed as 4
         _rec(0, 1, "complete", 1.0, score=60.0, lin=0.90, knn=0.91),
         _rec(1, 0, "interrupted", 0.1),
@@ -89,15 +105,25 @@ def test_summary_statistics_on_a_hand_made_sweep(tmp_path):
     slots = slot_table(recs, 4)
     assert sorted(slots.done) == [0, 1, 2, 3] and slots.all_done and not slots.free
     s = summarize(sweep, recs)
-    assert s["counts"] == {"n_trials": 4, "complete": 3, "failed": 1, "running": 0, "pending": 0,
-                           "interrupted": 1, "surplus": 0}
+    assert s["counts"] == {
+        "n_trials": 4,
+        "complete": 3,
+        "failed": 1,
+        "running": 0,
+        "pending": 0,
+        "interrupted": 1,
+        "surplus": 0,
+    }
     assert [r["trial"] for r in s["trials"]] == [4, 0, 2, 3]  # sweep order = slot order
     assert s["selection"]["pick"]["trial"] == 0  # tie 60 = 60: the first in sweep order (slot 1)
     lin = s["agreement"]["linear_acc"]
     assert lin["oracle_trial"] == 2 and lin["gap_points"] == pytest.approx(3.0)
     assert lin["kendall_tau"] == pytest.approx(stats.kendalltau([30, 60, 60], [0.5, 0.9, 0.93]).statistic)
-    assert s["per_param"]["method.params.cov_coeff"] == {"pick": 1.0, "oracle_linear_acc": 10.0,
-                                                         "oracle_knn_acc": 10.0}
+    assert s["per_param"]["method.params.cov_coeff"] == {
+        "pick": 1.0,
+        "oracle_linear_acc": 10.0,
+        "oracle_knn_acc": 10.0,
+    }
     t = summarize(sweep, recs, rule="threshold", tol=0.0, prefer="max")
     assert t["selection"]["pick"]["trial"] == 2 and t["selection"]["candidates"] == [0, 2]
     # unfinished: an interrupted slot is free again, a running one busy
@@ -107,10 +133,15 @@ def test_summary_statistics_on_a_hand_made_sweep(tmp_path):
 
 # --- the sweep file ---------------------------------------------------------------------------------------
 
+
 def test_example_sweeps_validate():
-    assert {p.name for p in SWEEPS} >= {"vicreg-cov-mnist1d.yaml", "vicreg-lr-mnist1d.yaml",
-                                        "vicreg-wd-mnist1d.yaml", "simclr-temp-mnist1d.yaml",
-                                        "simclr-lr-mnist1d.yaml"}
+    assert {p.name for p in SWEEPS} >= {
+        "vicreg-cov-mnist1d.yaml",
+        "vicreg-lr-mnist1d.yaml",
+        "vicreg-wd-mnist1d.yaml",
+        "simclr-temp-mnist1d.yaml",
+        "simclr-lr-mnist1d.yaml",
+    }
     for path in SWEEPS:
         sw = load_sweep(path)
         assert len(sw.keys) == 1 and 4 <= sw.n_trials <= 6, path  # one hyper-parameter at a time
@@ -121,35 +152,53 @@ def test_example_sweeps_validate():
 
 
 def test_grid_order_and_trial_config(tmp_path):
-    sw = load_sweep(data={"name": "g", "base": BASE, "overrides": ["optim.lr=1e-3"], "space": {
-        "optim.weight_decay": {"type": "grid", "values": ["1e-4", 0.01]},  # YAML 1.1 string -> float
-        "method.params.cov_coeff": {"type": "categorical", "values": [1, 2]}}}, sweep_dir=tmp_path)
-    assert sw.grid() == [{"optim.weight_decay": 1e-4, "method.params.cov_coeff": 1},
-                         {"optim.weight_decay": 1e-4, "method.params.cov_coeff": 2},
-                         {"optim.weight_decay": 0.01, "method.params.cov_coeff": 1},
-                         {"optim.weight_decay": 0.01, "method.params.cov_coeff": 2}]
+    sw = load_sweep(
+        data={
+            "name": "g",
+            "base": BASE,
+            "overrides": ["optim.lr=1e-3"],
+            "space": {
+                "optim.weight_decay": {"type": "grid", "values": ["1e-4", 0.01]},  # YAML 1.1 string -> float
+                "method.params.cov_coeff": {"type": "categorical", "values": [1, 2]},
+            },
+        },
+        sweep_dir=tmp_path,
+    )
+    assert sw.grid() == [
+        {"optim.weight_decay": 1e-4, "method.params.cov_coeff": 1},
+        {"optim.weight_decay": 1e-4, "method.params.cov_coeff": 2},
+        {"optim.weight_decay": 0.01, "method.params.cov_coeff": 1},
+        {"optim.weight_decay": 0.01, "method.params.cov_coeff": 2},
+    ]
     cfg = sw.trial_config(sw.grid()[3], "7")
     assert cfg.optim.weight_decay == 0.01 and cfg.method.params == {"cov_coeff": 2}
     assert cfg.optim.lr == pytest.approx(1e-3) and cfg.train.out_dir == str(tmp_path / "trials")
     assert sw.storage_url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
 
 
-@pytest.mark.parametrize("space, extra, message", [
-    ({"optim.lrr": {"type": "grid", "values": [1]}}, {}, "Did you mean 'optim.lr'"),
-    ({"train.epohcs": {"type": "grid", "values": [1]}}, {}, "Did you mean 'train.epochs'"),
-    ({"method.params.cov_coef": {"type": "grid", "values": [1.0]}}, {}, "Did you mean 'cov_coeff'"),
-    ({"train.name": {"type": "grid", "values": ["a"]}}, {}, "cannot be swept"),
-    ({"optim.lr": {"type": "grid", "values": [-1.0]}}, {}, "invalid run config"),
-    ({"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2}}, {}, "needs a list of values"),
-    ({"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2}}, {"sampler": "tpe"}, "needs n_trials"),
-    ({"optim.lr": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}, {"sampler": "random"}, "low > 0"),
-    ({"optim.lr": {"type": "grid", "values": [1.0, 1.0]}}, {}, "duplicates"),
-    ({"optim.lr": {"type": "grid", "valeus": [1.0]}}, {}, "Did you mean 'values'"),
-    ({"optim.lr": {"type": "grid", "values": [1.0]}}, {"objective": "rankmee"}, "Did you mean 'rankme'"),
-    ({"optim.lr": {"type": "grid", "values": [1.0]}}, {"samplr": "grid"}, "Did you mean 'sampler'"),
-    ({"optim.lr": {"type": "grid", "values": [1.0]}}, {"n_trials": 3}, "larger than the grid"),
-    ({}, {}, "empty search space"),
-])
+@pytest.mark.parametrize(
+    "space, extra, message",
+    [
+        ({"optim.lrr": {"type": "grid", "values": [1]}}, {}, "Did you mean 'optim.lr'"),
+        ({"train.epohcs": {"type": "grid", "values": [1]}}, {}, "Did you mean 'train.epochs'"),
+        ({"method.params.cov_coef": {"type": "grid", "values": [1.0]}}, {}, "Did you mean 'cov_coeff'"),
+        ({"train.name": {"type": "grid", "values": ["a"]}}, {}, "cannot be swept"),
+        ({"optim.lr": {"type": "grid", "values": [-1.0]}}, {}, "invalid run config"),
+        ({"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2}}, {}, "needs a list of values"),
+        ({"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2}}, {"sampler": "tpe"}, "needs n_trials"),
+        (
+            {"optim.lr": {"type": "float", "low": 0.0, "high": 1.0, "log": True}},
+            {"sampler": "random"},
+            "low > 0",
+        ),
+        ({"optim.lr": {"type": "grid", "values": [1.0, 1.0]}}, {}, "duplicates"),
+        ({"optim.lr": {"type": "grid", "valeus": [1.0]}}, {}, "Did you mean 'values'"),
+        ({"optim.lr": {"type": "grid", "values": [1.0]}}, {"objective": "rankmee"}, "Did you mean 'rankme'"),
+        ({"optim.lr": {"type": "grid", "values": [1.0]}}, {"samplr": "grid"}, "Did you mean 'sampler'"),
+        ({"optim.lr": {"type": "grid", "values": [1.0]}}, {"n_trials": 3}, "larger than the grid"),
+        ({}, {}, "empty search space"),
+    ],
+)
 def test_bad_sweep_files(tmp_path, space, extra, message):
     with pytest.raises(ConfigError, match=message):
         load_sweep(data={"name": "b", "base": BASE, "space": space, **extra}, sweep_dir=tmp_path)
@@ -164,19 +213,27 @@ def test_objective_layer_resolution():
 
 
 def _write(tmp_path, **over):
-    data = {"name": "bad", "out_dir": str(tmp_path / "sweeps"), "base": BASE,
-            "space": {"optim.lr": {"type": "grid", "values": [1e-3, 1e-2]}}, **over}
+    data = {
+        "name": "bad",
+        "out_dir": str(tmp_path / "sweeps"),
+        "base": BASE,
+        "space": {"optim.lr": {"type": "grid", "values": [1e-3, 1e-2]}},
+        **over,
+    }
     path = tmp_path / "sweep.yml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"space": {"optim.lrr": {"type": "grid", "values": [1.0]}}}, "Did you mean 'optim.lr'"),
-    ({"space": {}}, "empty search space"),
-    ({"storage": "postgresql://nobody@127.0.0.1:1/x"}, "cannot open the sweep storage"),
-    ({"storage": "not a url"}, "not a database URL"),
-])
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"space": {"optim.lrr": {"type": "grid", "values": [1.0]}}}, "Did you mean 'optim.lr'"),
+        ({"space": {}}, "empty search space"),
+        ({"storage": "postgresql://nobody@127.0.0.1:1/x"}, "cannot open the sweep storage"),
+        ({"storage": "not a url"}, "not a database URL"),
+    ],
+)
 def test_cli_bad_input_exits_2(tmp_path, over, message):
     res = runner.invoke(app, ["sweep", "--quiet", "--config", str(_write(tmp_path, **over))])
     assert res.exit_code == 2, res.output
@@ -197,12 +254,18 @@ def test_cli_other_mistakes_exit_2(tmp_path):
 
 # --- the worker loop, in process, with a stand-in for training ------------------------------------------
 
+
 def _worker_sweep(tmp_path, n_values=3, **over):
     from selfsup.select import study as S
 
-    data = {"name": "w", "base": BASE, "heartbeat_interval": 1, "grace_period": 2,
-            "space": {"method.params.cov_coeff": {"type": "grid", "values": [0.1, 1.0, 10.0][:n_values]}},
-            **over}
+    data = {
+        "name": "w",
+        "base": BASE,
+        "heartbeat_interval": 1,
+        "grace_period": 2,
+        "space": {"method.params.cov_coeff": {"type": "grid", "values": [0.1, 1.0, 10.0][:n_values]}},
+        **over,
+    }
     tmp_path.mkdir(parents=True, exist_ok=True)
     sweep = load_sweep(data=data, sweep_dir=tmp_path)
     S.ensure_study(S.open_storage(sweep.storage_url), sweep)
@@ -221,8 +284,15 @@ def test_worker_records_failures_and_goes_on(tmp_path, monkeypatch):
             raise DivergenceError("non-finite loss (nan) at epoch 1, step 3")
         if c == 10.0:
             raise RuntimeError("out of memory")
-        return {"layers": {"fc1": {"rankme": 3.0, "k": 8}, "fc2": {"rankme": 7.5, "k": 8},
-                           "proj1": {"rankme": 2.0, "k": 8}}, "rankme_backbone": 7.5, "linear_acc": 0.5}
+        return {
+            "layers": {
+                "fc1": {"rankme": 3.0, "k": 8},
+                "fc2": {"rankme": 7.5, "k": 8},
+                "proj1": {"rankme": 2.0, "k": 8},
+            },
+            "rankme_backbone": 7.5,
+            "linear_acc": 0.5,
+        }
 
     monkeypatch.setattr(selfsup.train, "fit", fake_fit)
     sweep = _worker_sweep(tmp_path)
@@ -271,8 +341,13 @@ def test_random_sampler_is_seeded_per_slot(tmp_path):
     from selfsup.select.worker import Worker, suggest
 
     def first_value(d):
-        sweep = _worker_sweep(d, sampler="random", n_trials=2, seed=3,
-                              space={"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}})
+        sweep = _worker_sweep(
+            d,
+            sampler="random",
+            n_trials=2,
+            seed=3,
+            space={"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+        )
         w = Worker(sweep)
         t = w.new_trial()
         slot, _ = w.claim(t)

@@ -28,8 +28,10 @@ def pg_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                      key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    versions = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     return versions[-1] if versions else None
 
 
@@ -52,9 +54,11 @@ def _as_user(user: str | None, cmd: list[str]) -> list[str]:
 def postgres_url():
     initdb, postgres, pg_ctl = pg_binary("initdb"), pg_binary("postgres"), pg_binary("pg_ctl")
     if not (initdb and postgres and pg_ctl):
-        pytest.fail("PostgreSQL server binaries (initdb, postgres, pg_ctl) not found on PATH or in "
-                    "/usr/lib/postgresql/*/bin: install Debian's postgresql (apt-get install postgresql; "
-                    ".ci/run does it)")
+        pytest.fail(
+            "PostgreSQL server binaries (initdb, postgres, pg_ctl) not found on PATH or in "
+            "/usr/lib/postgresql/*/bin: install Debian's postgresql (apt-get install postgresql; "
+            ".ci/run does it)"
+        )
     try:
         import psycopg2
     except ImportError:
@@ -64,8 +68,9 @@ def postgres_url():
     if os.geteuid() == 0:
         user = next((u for u in ("postgres", "nobody") if _has_user(u)), None)
         if user is None:
-            pytest.fail("running as root, and neither a 'postgres' nor a 'nobody' user exists to run the "
-                        "server as")
+            pytest.fail(
+                "running as root, and neither a 'postgres' nor a 'nobody' user exists to run the server as"
+            )
     # Not under pytest's tmp_path: it lives in a root-only directory the server user cannot enter.
     root = Path(tempfile.mkdtemp(prefix="selfsup-pg-"))
     data = root / "data"
@@ -73,18 +78,56 @@ def postgres_url():
         pw = pwd.getpwnam(user)
         os.chown(root, pw.pw_uid, pw.pw_gid)
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-    init = subprocess.run(_as_user(user, [initdb, "-D", str(data), "-U", "selfsup", "--auth=trust",
-                                          "-E", "UTF8", "--locale=C", "--no-sync"]),
-                          capture_output=True, text=True, env=env, cwd=root)
+    init = subprocess.run(
+        _as_user(
+            user,
+            [
+                initdb,
+                "-D",
+                str(data),
+                "-U",
+                "selfsup",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+    )
     assert init.returncode == 0, f"initdb failed: {init.stdout}\n{init.stderr}"
     port = free_port()
     log = root / "server.log"
     log_file = open(log, "w")
-    server = subprocess.Popen(_as_user(user, [postgres, "-D", str(data), "-k", str(root), "-p", str(port),
-                                              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                                              "-c", "max_connections=50"]),
-                              stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=root,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        _as_user(
+            user,
+            [
+                postgres,
+                "-D",
+                str(data),
+                "-k",
+                str(root),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=50",
+            ],
+        ),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 60
         while True:
@@ -100,8 +143,12 @@ def postgres_url():
         conn.close()
         yield f"postgresql+psycopg2://selfsup@127.0.0.1:{port}/sweeps"
     finally:
-        subprocess.run(_as_user(user, [pg_ctl, "stop", "-D", str(data), "-m", "immediate", "-w"]),
-                       capture_output=True, env=env, cwd=root)
+        subprocess.run(
+            _as_user(user, [pg_ctl, "stop", "-D", str(data), "-m", "immediate", "-w"]),
+            capture_output=True,
+            env=env,
+            cwd=root,
+        )
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:

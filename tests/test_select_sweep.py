@@ -24,12 +24,19 @@ GRID = [0.1, 1.0, 10.0]
 def tiny_sweep(tmp_path, name, **over):
     """A 3-trial grid over VICReg's covariance weight on digits with a 64-64 MLP, 1 epoch per trial."""
     data = {
-        "name": name, "out_dir": str(tmp_path / "sweeps"),
-        "base": {"data": {"dataset": "digits", "monitor_size": 256},
-                 "model": {"backbone": "mlp", "backbone_args": {"hidden": "64-64"}, "projector": "64-64"},
-                 "train": {"batch_size": 128, "lidar_samples": 0, "epochs": 1}},
+        "name": name,
+        "out_dir": str(tmp_path / "sweeps"),
+        "base": {
+            "data": {"dataset": "digits", "monitor_size": 256},
+            "model": {"backbone": "mlp", "backbone_args": {"hidden": "64-64"}, "projector": "64-64"},
+            "train": {"batch_size": 128, "lidar_samples": 0, "epochs": 1},
+        },
         "space": {"method.params.cov_coeff": {"type": "grid", "values": GRID}},
-        "workers": 2, "threads": 1, "heartbeat_interval": 1, "grace_period": 5, **over,
+        "workers": 2,
+        "threads": 1,
+        "heartbeat_interval": 1,
+        "grace_period": 5,
+        **over,
     }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -68,8 +75,9 @@ def test_sweep_killed_then_resumed_finishes_exactly_once(tmp_path, monkeypatch):
     sweep_dir = tmp_path / "sweeps" / "kill"
     url = f"sqlite:///{sweep_dir / 'study.db'}"
     cmd = [sys.executable, "-m", "selfsup.cli", "sweep", "--quiet", "--config", str(path)]
-    first = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + 240
     while (sweep_dir / "study.db").exists() is False or _complete(url, "kill") < 1:
         assert first.poll() is None, first.communicate()[0]

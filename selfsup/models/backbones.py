@@ -195,8 +195,10 @@ class BasicBlock(nn.Module):
         super().__init__()
         conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
         if conv3 is None:
+
             def conv3(i: int, o: int, s: int) -> nn.Module:
                 return conv(i, o, 3, stride=s, padding=1, bias=False)
+
         self.conv1 = conv3(in_ch, out_ch, stride)
         self.bn1 = norm(out_ch)
         self.conv2 = conv3(out_ch, out_ch, 1)

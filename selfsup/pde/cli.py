@@ -25,8 +25,6 @@ pde_app = typer.Typer(
 )
 
 
-
-
 def _parse_params(items: list[str]) -> dict:
     out = {}
     for item in items:

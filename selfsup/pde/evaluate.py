@@ -410,8 +410,15 @@ def evaluate_run(
         for s in seed_list:
             for kind, (ctr, cte) in {"baseline": (None, None), "ssl_conditioned": (z0_tr, z0_te)}.items():
                 model = train_solver(
-                    u_tr, ctr, history, future, solver_steps, s, dev,
-                    dilated=solver_dilated, conditioning=conditioning,
+                    u_tr,
+                    ctr,
+                    history,
+                    future,
+                    solver_steps,
+                    s,
+                    dev,
+                    dilated=solver_dilated,
+                    conditioning=conditioning,
                 )
                 ts["solver"].update(depth=len(model.convs), receptive_field_cells=model.receptive_field)
                 nmse, n_pred = rollout_nmse(model, u_te, cte, history, future, dev)

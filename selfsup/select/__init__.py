@@ -36,5 +36,17 @@ def evaluate_layers(*args, **kwargs):
     return _evaluate(*args, **kwargs)
 
 
-__all__ = ["Sweep", "SweepSpec", "evaluate_layers", "load_sweep", "oracle_gap", "pick_highest",
-           "pick_threshold", "rank_agreement", "run_sweep", "select", "sweep_summary", "threshold_candidates"]
+__all__ = [
+    "Sweep",
+    "SweepSpec",
+    "evaluate_layers",
+    "load_sweep",
+    "oracle_gap",
+    "pick_highest",
+    "pick_threshold",
+    "rank_agreement",
+    "run_sweep",
+    "select",
+    "sweep_summary",
+    "threshold_candidates",
+]

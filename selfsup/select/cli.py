@@ -13,12 +13,12 @@ import typer
 from selfsup.cli_errors import console, err_console, user_errors
 
 sweep_app = typer.Typer(
-    add_completion=False, invoke_without_command=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    invoke_without_command=True,
+    pretty_exceptions_enable=False,
     help="Label-free hyper-parameter sweeps (Optuna): selfsup sweep --config SWEEP.yaml; "
-         "selfsup sweep summary DIR.",
+    "selfsup sweep summary DIR.",
 )
-
-
 
 
 @sweep_app.callback()
@@ -40,8 +40,10 @@ def sweep(
     from selfsup.errors import SelfsupError
 
     if config is None:
-        raise SelfsupError("pass a sweep file: selfsup sweep --config SWEEP.yaml (examples in "
-                           "configs/sweeps/), or selfsup sweep summary DIR")
+        raise SelfsupError(
+            "pass a sweep file: selfsup sweep --config SWEEP.yaml (examples in "
+            "configs/sweeps/), or selfsup sweep summary DIR"
+        )
     from selfsup.select.run import run_sweep
 
     try:

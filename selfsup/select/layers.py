@@ -14,12 +14,20 @@ from typing import Any
 
 from selfsup.errors import SelfsupError, unknown_name
 
-SCALARS = ("rankme", "alpha_req", "alpha_req_r2", "nesum", "stable_rank", "participation_ratio",
-           "collapse_std")
+SCALARS = (
+    "rankme",
+    "alpha_req",
+    "alpha_req_r2",
+    "nesum",
+    "stable_rank",
+    "participation_ratio",
+    "collapse_std",
+)
 
 
-def evaluate_layers(run_dir: str | Path, layers: list[str] | None = None,
-                    probes: bool = True) -> dict[str, Any]:
+def evaluate_layers(
+    run_dir: str | Path, layers: list[str] | None = None, probes: bool = True
+) -> dict[str, Any]:
     from selfsup import config as C
     from selfsup.data import monitor_indices
     from selfsup.probes import knn_probe, linear_probe
@@ -60,8 +68,12 @@ def evaluate_layers(run_dir: str | Path, layers: list[str] | None = None,
         z = feats[name]
         rep = quality_report(z)
         dim = int(z.shape[1])
-        row: dict[str, Any] = {"layer": name, "part": "backbone" if name in backbone_names else "projector",
-                               "dim": dim, **{k: rep.get(k) for k in SCALARS}}
+        row: dict[str, Any] = {
+            "layer": name,
+            "part": "backbone" if name in backbone_names else "projector",
+            "dim": dim,
+            **{k: rep.get(k) for k in SCALARS},
+        }
         row["rankme_norm"] = rep["rankme"] / dim
         if do_probes:
             row["linear_acc"] = linear_probe(tr[name], y_tr, te[name], y_te).accuracy
@@ -71,9 +83,15 @@ def evaluate_layers(run_dir: str | Path, layers: list[str] | None = None,
         rows.append(row)
 
     result: dict[str, Any] = {
-        "run_dir": str(run_dir), "checkpoint": path.name, "method": cfg.method.name, "dataset": data.name,
-        "monitor_size": n_mon, "labelled": bool(labelled), "probes": bool(do_probes),
-        "backbone_output": c.model.backbone.layer_names[-1], "layers": rows,
+        "run_dir": str(run_dir),
+        "checkpoint": path.name,
+        "method": cfg.method.name,
+        "dataset": data.name,
+        "monitor_size": n_mon,
+        "labelled": bool(labelled),
+        "probes": bool(do_probes),
+        "backbone_output": c.model.backbone.layer_names[-1],
+        "layers": rows,
     }
     if do_probes:
         best = max(rows, key=lambda r: r["linear_acc"])  # first on ties (max keeps the first maximum)

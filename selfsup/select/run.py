@@ -26,8 +26,10 @@ from selfsup.select.spec import Sweep, load_sweep, threads_per_worker
 def _write_resolved(sweep: Sweep) -> None:
     path = sweep.sweep_dir / "sweep.yaml"
     tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text("# written by selfsup sweep: the resolved sweep (--config this file reruns it)\n"
-                   + yaml.safe_dump(sweep.resolved_dict(), sort_keys=False))
+    tmp.write_text(
+        "# written by selfsup sweep: the resolved sweep (--config this file reruns it)\n"
+        + yaml.safe_dump(sweep.resolved_dict(), sort_keys=False)
+    )
     tmp.replace(path)
 
 
@@ -45,8 +47,12 @@ def _status(recs: list[S.TrialRecord], n: int, direction: str) -> dict[str, Any]
     slots = S.slot_table(recs, n)
     done = [slots.done[k] for k in sorted(slots.done)]
     i = pick_highest([r.score for r in done], direction)
-    return {"done": len(done), "running": len(slots.busy), "failed": sum(r.state == "failed" for r in done),
-            "best": done[i] if i is not None else None}
+    return {
+        "done": len(done),
+        "running": len(slots.busy),
+        "failed": sum(r.state == "failed" for r in done),
+        "best": done[i] if i is not None else None,
+    }
 
 
 def _line(sweep: Sweep, r: S.TrialRecord) -> str:
@@ -57,13 +63,20 @@ def _line(sweep: Sweep, r: S.TrialRecord) -> str:
         score = f"{sweep.objective.metric} [bold]{r.score:.4g}[/]"
         return f"trial {r.number} (slot {r.slot}) {params}  {score}{acc_s}"
     if r.state == "failed":
-        return f"trial {r.number} (slot {r.slot}) {params}  [red]FAILED ({r.outcome})[/]: " \
-               f"{(r.reason or '').splitlines()[0][:150]}"
+        return (
+            f"trial {r.number} (slot {r.slot}) {params}  [red]FAILED ({r.outcome})[/]: "
+            f"{(r.reason or '').splitlines()[0][:150]}"
+        )
     return f"trial {r.number} (slot {r.slot}) {params}  [yellow]interrupted[/]: its slot will be resumed"
 
 
-def run_sweep(path: str | Path, storage: str | None = None, workers: int | None = None,
-              console: Console | None = None, progress: bool = True) -> dict[str, Any]:
+def run_sweep(
+    path: str | Path,
+    storage: str | None = None,
+    workers: int | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run (or resume, or join) the sweep of ``path``; return its summary."""
     console = console or Console()
     sweep = load_sweep(path, storage=storage, workers=workers)
@@ -82,10 +95,12 @@ def run_sweep(path: str | Path, storage: str | None = None, workers: int | None 
         f.unlink()
 
     n = sweep.n_trials
-    console.print(f"sweep [bold]{sweep.name}[/]: {n} trials, sampler {spec.sampler}, "
-                  f"{spec.workers} worker(s), objective {sweep.objective.metric} of {sweep.objective.layer} "
-                  f"({spec.direction}); "
-                  f"storage {S.safe_url(sweep.storage_url)}; directory {sweep.sweep_dir}")
+    console.print(
+        f"sweep [bold]{sweep.name}[/]: {n} trials, sampler {spec.sampler}, "
+        f"{spec.workers} worker(s), objective {sweep.objective.metric} of {sweep.objective.layer} "
+        f"({spec.direction}); "
+        f"storage {S.safe_url(sweep.storage_url)}; directory {sweep.sweep_dir}"
+    )
     if not S.slot_table(recs, n).all_done:
         _work(sweep, study, st, console, progress)
     recs = S.records(study)
@@ -93,8 +108,10 @@ def run_sweep(path: str | Path, storage: str | None = None, workers: int | None 
         errors = [f.read_text() for f in sorted(logs.glob("worker-*.error"))]
         if errors:
             raise SelfsupError(errors[0])
-        raise SelfsupError(f"the workers stopped before the sweep was done; see the logs in {logs}. "
-                           "Rerun the same command to resume.")
+        raise SelfsupError(
+            f"the workers stopped before the sweep was done; see the logs in {logs}. "
+            "Rerun the same command to resume."
+        )
     summary = summ.summarize(sweep, recs)
     summ.write(summary, sweep.sweep_dir)
     for t in summ.tables(summary):
@@ -112,9 +129,27 @@ def _work(sweep: Sweep, study, st, console: Console, progress: bool) -> None:
     procs = []
     for i in range(spec.workers):
         log = open(sweep_dir / "logs" / f"worker-{i}.log", "a")  # closed in the finally below
-        procs.append((subprocess.Popen(
-            [sys.executable, "-m", "selfsup.select.worker", str(sweep_dir), "--index", str(i), "--threads",
-             str(threads)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env), log))
+        procs.append(
+            (
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "selfsup.select.worker",
+                        str(sweep_dir),
+                        "--index",
+                        str(i),
+                        "--threads",
+                        str(threads),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                ),
+                log,
+            )
+        )
 
     def _terminate(signum, frame):
         raise KeyboardInterrupt
@@ -122,9 +157,16 @@ def _work(sweep: Sweep, study, st, console: Console, progress: bool) -> None:
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGTERM, _terminate) if in_main else None  # forward a kill to the workers
     seen: set[int] = set()
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
-                   disable=not progress, transient=True)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not progress,
+        transient=True,
+    )
     try:
         with bar:
             task = bar.add_task(sweep.name, total=n, status="")
@@ -137,9 +179,14 @@ def _work(sweep: Sweep, study, st, console: Console, progress: bool) -> None:
                         bar.console.print(_line(sweep, r))
                 s = _status(recs, n, spec.direction)
                 best = s["best"]
-                bar.update(task, completed=s["done"], status=(
-                    f"running {s['running']}  failed {s['failed']}  best "
-                    + (f"{best.score:.4g} (trial {best.number})" if best else "-")))
+                bar.update(
+                    task,
+                    completed=s["done"],
+                    status=(
+                        f"running {s['running']}  failed {s['failed']}  best "
+                        + (f"{best.score:.4g} (trial {best.number})" if best else "-")
+                    ),
+                )
                 if all(p.poll() is not None for p, _ in procs):
                     break
                 time.sleep(0.5)
@@ -161,14 +208,22 @@ def _work(sweep: Sweep, study, st, console: Console, progress: bool) -> None:
             log.close()
 
 
-def sweep_summary(sweep_dir: str | Path, storage: str | None = None, rule: str | None = None,
-                  tol: float | None = None, prefer: str | None = None, key: str | None = None,
-                  write: bool = True) -> dict[str, Any]:
+def sweep_summary(
+    sweep_dir: str | Path,
+    storage: str | None = None,
+    rule: str | None = None,
+    tol: float | None = None,
+    prefer: str | None = None,
+    key: str | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
     """Summarise a sweep directory (finished or not) from its storage; write summary.json and report.html."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / "sweep.yaml").is_file():
-        raise SelfsupError(f"'{sweep_dir}' is not a sweep directory (no sweep.yaml); pass the directory that "
-                           "selfsup sweep printed")
+        raise SelfsupError(
+            f"'{sweep_dir}' is not a sweep directory (no sweep.yaml); pass the directory that "
+            "selfsup sweep printed"
+        )
     sweep = load_sweep(sweep_dir / "sweep.yaml", sweep_dir=sweep_dir, storage=storage)
     st = S.open_storage(sweep.storage_url)
     study = S.load_study(st, sweep.name)

@@ -56,8 +56,9 @@ def pick_highest(scores: Sequence[float | None], direction: str = "maximize") ->
     return best
 
 
-def threshold_candidates(scores: Sequence[float | None], tol: float,
-                         direction: str = "maximize") -> list[int]:
+def threshold_candidates(
+    scores: Sequence[float | None], tol: float, direction: str = "maximize"
+) -> list[int]:
     """Indices of the runs whose score is within ``tol * |best|`` of the best one."""
     if not 0 <= tol < 1:
         raise SelfsupError(f"tol must be in [0, 1), got {tol}")
@@ -69,8 +70,13 @@ def threshold_candidates(scores: Sequence[float | None], tol: float,
     return [i for i, x in enumerate(scores) if _ok(x) and s * x >= s * bound]
 
 
-def pick_threshold(scores: Sequence[float | None], values: Sequence[Any], tol: float = 0.01,
-                   prefer: str = "min", direction: str = "maximize") -> int | None:
+def pick_threshold(
+    scores: Sequence[float | None],
+    values: Sequence[Any],
+    tol: float = 0.01,
+    prefer: str = "min",
+    direction: str = "maximize",
+) -> int | None:
     """The RankMe paper's saturation rule (see the module docstring)."""
     if len(values) != len(scores):
         raise SelfsupError(f"{len(scores)} scores but {len(values)} hyper-parameter values")
@@ -91,8 +97,13 @@ def rank_agreement(scores: Sequence[float | None], accs: Sequence[float | None])
     from scipy import stats
 
     pairs = [(s, a) for s, a in zip(scores, accs, strict=True) if _ok(s) and _ok(a)]
-    out: dict[str, Any] = {"n": len(pairs), "kendall_tau": None, "kendall_p": None, "spearman_rho": None,
-                           "spearman_p": None}
+    out: dict[str, Any] = {
+        "n": len(pairs),
+        "kendall_tau": None,
+        "kendall_p": None,
+        "spearman_rho": None,
+        "spearman_p": None,
+    }
     if len(pairs) < 2:
         return out
     x, y = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -100,8 +111,12 @@ def rank_agreement(scores: Sequence[float | None], accs: Sequence[float | None])
         return out
     tau = stats.kendalltau(x, y)
     rho = stats.spearmanr(x, y)
-    out.update(kendall_tau=float(tau.statistic), kendall_p=float(tau.pvalue),
-               spearman_rho=float(rho.statistic), spearman_p=float(rho.pvalue))
+    out.update(
+        kendall_tau=float(tau.statistic),
+        kendall_p=float(tau.pvalue),
+        spearman_rho=float(rho.statistic),
+        spearman_p=float(rho.pvalue),
+    )
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
@@ -114,8 +129,14 @@ def oracle_gap(pick: int | None, accs: Sequence[float | None]) -> dict[str, Any]
     return {"pick": pick, "oracle": oracle, "pick_acc": pick_acc, "oracle_acc": oracle_acc, "gap_points": gap}
 
 
-def select(scores: Sequence[float | None], values: Sequence[Any] | None = None, rule: str = "highest",
-           tol: float = 0.01, prefer: str = "min", direction: str = "maximize") -> int | None:
+def select(
+    scores: Sequence[float | None],
+    values: Sequence[Any] | None = None,
+    rule: str = "highest",
+    tol: float = 0.01,
+    prefer: str = "min",
+    direction: str = "maximize",
+) -> int | None:
     if rule == "highest":
         return pick_highest(scores, direction)
     if rule == "threshold":

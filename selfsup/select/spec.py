@@ -41,8 +41,15 @@ from selfsup import config as C
 from selfsup.errors import ConfigError, did_you_mean
 
 #: Label-free metrics a sweep may optimise (keys of :func:`selfsup.quality.quality_report`).
-OBJECTIVE_METRICS = ("rankme", "alpha_req", "alpha_req_r2", "nesum", "stable_rank", "participation_ratio",
-                     "collapse_std")
+OBJECTIVE_METRICS = (
+    "rankme",
+    "alpha_req",
+    "alpha_req_r2",
+    "nesum",
+    "stable_rank",
+    "participation_ratio",
+    "collapse_std",
+)
 #: Keys the sweep manages itself (each trial's run directory).
 MANAGED_KEYS = ("train.out_dir", "train.name")
 #: Fields of RunConfig whose value is a free-form dict: keys below them are not checked against a schema.
@@ -72,8 +79,10 @@ class ParamSpec(_Strict):
                 raise ValueError(f"type '{self.type}' takes 'values', not low/high/step")
             for v in self.values:
                 if v is not None and not isinstance(v, (bool, int, float, str)):
-                    raise ValueError(f"values must be numbers, strings, booleans or null (got {v!r}); "
-                                     "write a dict value as a YAML string")
+                    raise ValueError(
+                        f"values must be numbers, strings, booleans or null (got {v!r}); "
+                        "write a dict value as a YAML string"
+                    )
             if len({json.dumps(v) for v in self.values}) != len(self.values):
                 raise ValueError(f"values contain duplicates: {self.values}")
         else:
@@ -140,12 +149,16 @@ def _explain(err: ValidationError, where: str) -> ConfigError:
         loc = [str(p) for p in e["loc"]]
         key = ".".join(loc)
         if e["type"] == "extra_forbidden" and len(loc) == 1:
-            lines.append(f"unknown sweep key '{key}'.{did_you_mean(key, _TOP_KEYS)} "
-                         f"Valid keys: {', '.join(_TOP_KEYS)}.")
+            lines.append(
+                f"unknown sweep key '{key}'.{did_you_mean(key, _TOP_KEYS)} "
+                f"Valid keys: {', '.join(_TOP_KEYS)}."
+            )
         elif e["type"] == "extra_forbidden" and loc[0] == "space":
-            lines.append(f"space entry '{loc[1]}': unknown field '{loc[-1]}'."
-                         f"{did_you_mean(loc[-1], ParamSpec.model_fields)} "
-                         "Valid: type, values, low, high, log, step.")
+            lines.append(
+                f"space entry '{loc[1]}': unknown field '{loc[-1]}'."
+                f"{did_you_mean(loc[-1], ParamSpec.model_fields)} "
+                "Valid: type, values, low, high, log, step."
+            )
         else:
             msg = e["msg"].removeprefix("Value error, ")
             got = f" (got {e.get('input')!r})" if e["type"] != "value_error" else ""
@@ -195,8 +208,10 @@ def check_key(key: str) -> None:
         raise ConfigError(f"space key '{key}' is a whole dict; sweep one entry of it, e.g. '{key}.NAME'")
     hint = did_you_mean(key, valid + [d + ".NAME" for d in DICT_FIELDS])
     below = ", ".join(d + ".NAME" for d in DICT_FIELDS)
-    raise ConfigError(f"unknown config key '{key}' in the sweep space.{hint} "
-                      f"Sweepable keys: any of {', '.join(valid)}, or {below}.")
+    raise ConfigError(
+        f"unknown config key '{key}' in the sweep space.{hint} "
+        f"Sweepable keys: any of {', '.join(valid)}, or {below}."
+    )
 
 
 def set_dotted(data: dict, key: str, value: Any) -> None:
@@ -237,8 +252,11 @@ class Sweep:
         self.base = base  # resolved run config as a nested dict (overrides applied)
         self.sweep_dir = Path(sweep_dir)
         self.source = source
-        self.objective = spec.objective if isinstance(spec.objective, Objective) else Objective(
-            **_parse_objective(spec.objective))
+        self.objective = (
+            spec.objective
+            if isinstance(spec.objective, Objective)
+            else Objective(**_parse_objective(spec.objective))
+        )
         self.keys = list(spec.space)
         self._grid = None
 
@@ -331,23 +349,35 @@ def _load_base(base: dict | str | None, here: Path) -> dict[str, Any]:
     return _deep_merge(data, base)
 
 
-def load_sweep(path: str | Path | None = None, *, data: dict | None = None,
-               sweep_dir: str | Path | None = None, storage: str | None = None,
-               workers: int | None = None) -> Sweep:
+def load_sweep(
+    path: str | Path | None = None,
+    *,
+    data: dict | None = None,
+    sweep_dir: str | Path | None = None,
+    storage: str | None = None,
+    workers: int | None = None,
+) -> Sweep:
     """Read and validate a sweep file (or a dict); nothing is created on disk."""
     if data is None:
         path = Path(path)
         path = path / "sweep.yaml" if path.is_dir() else path
-        data = C.load_yaml(path, "sweep file", "sweep.yaml", "pass a sweep YAML (see configs/sweeps/)",
-                           "(base, space, sampler ...)")
+        data = C.load_yaml(
+            path,
+            "sweep file",
+            "sweep.yaml",
+            "pass a sweep YAML (see configs/sweeps/)",
+            "(base, space, sampler ...)",
+        )
         where, here = f"'{path}'", path.parent
     else:
         where, here = "(dict)", Path.cwd()
     if not isinstance(data, dict):
         raise ConfigError(f"sweep file {where} must hold a mapping (base, space, sampler ...)")
     if not data.get("space"):
-        raise ConfigError(f"sweep file {where} has an empty search space: add at least one entry under "
-                          "'space:', e.g. 'optim.lr: {type: grid, values: [1.0e-4, 1.0e-3]}'")
+        raise ConfigError(
+            f"sweep file {where} has an empty search space: add at least one entry under "
+            "'space:', e.g. 'optim.lr: {type: grid, values: [1.0e-4, 1.0e-3]}'"
+        )
     if storage is not None:
         data = {**data, "storage": storage}
     if workers is not None:
@@ -388,11 +418,15 @@ def validate(sweep: Sweep) -> None:
     if spec.sampler == "grid":
         ranges = [k for k in keys if spec.space[k].values is None]
         if ranges:
-            raise ConfigError(f"sampler 'grid' needs a list of values for every key; {', '.join(ranges)} "
-                              "has a low/high range: give 'values', or use sampler random or tpe")
+            raise ConfigError(
+                f"sampler 'grid' needs a list of values for every key; {', '.join(ranges)} "
+                "has a low/high range: give 'values', or use sampler random or tpe"
+            )
         if spec.n_trials is not None and spec.n_trials > len(sweep.grid()):
-            raise ConfigError(f"n_trials={spec.n_trials} is larger than the grid ({len(sweep.grid())} "
-                              "points); leave n_trials out to run the whole grid once")
+            raise ConfigError(
+                f"n_trials={spec.n_trials} is larger than the grid ({len(sweep.grid())} "
+                "points); leave n_trials out to run the whole grid once"
+            )
     elif spec.n_trials is None:
         raise ConfigError(f"sampler '{spec.sampler}' needs n_trials (how many trials to finish)")
 
@@ -404,15 +438,19 @@ def validate(sweep: Sweep) -> None:
             try:
                 C.from_dict(data)
             except ConfigError as err:
-                raise ConfigError(f"space key '{key}' = {value!r} gives an invalid run config: {err}") \
-                    from None
+                raise ConfigError(
+                    f"space key '{key}' = {value!r} gives an invalid run config: {err}"
+                ) from None
 
     # method.params.* must be keyword arguments of the criterion of every method the sweep may use.
     param_keys = [k for k in keys if k.startswith("method.params.")]
     base_params = [f"method.params.{k}" for k in sweep.base.get("method", {}).get("params", {}) or {}]
     if param_keys or base_params:
-        methods = spec.space["method.name"].candidates() if "method.name" in spec.space else [
-            sweep.base.get("method", {}).get("name", C.MethodConfig().name)]
+        methods = (
+            spec.space["method.name"].candidates()
+            if "method.name" in spec.space
+            else [sweep.base.get("method", {}).get("name", C.MethodConfig().name)]
+        )
         for method in methods:
             accepted = _criterion_kwargs(str(method))
             if accepted is None:
@@ -428,13 +466,17 @@ def validate(sweep: Sweep) -> None:
     obj = sweep.objective
     if obj.metric not in OBJECTIVE_METRICS:
         hint = did_you_mean(obj.metric, OBJECTIVE_METRICS)
-        raise ConfigError(f"unknown objective metric '{obj.metric}'.{hint} "
-                          f"Label-free metrics: {', '.join(OBJECTIVE_METRICS)}.")
+        raise ConfigError(
+            f"unknown objective metric '{obj.metric}'.{hint} "
+            f"Label-free metrics: {', '.join(OBJECTIVE_METRICS)}."
+        )
     sel = spec.selection
     if sel.rule == "threshold":
         if sel.key is None and len(keys) != 1:
-            raise ConfigError("selection rule 'threshold' needs 'key' (which hyper-parameter to prefer "
-                              f"small or large) when the space has several keys: one of {', '.join(keys)}")
+            raise ConfigError(
+                "selection rule 'threshold' needs 'key' (which hyper-parameter to prefer "
+                f"small or large) when the space has several keys: one of {', '.join(keys)}"
+            )
         if sel.key is not None and sel.key not in keys:
             raise ConfigError(f"selection key '{sel.key}' is not swept.{did_you_mean(sel.key, keys)}")
 
@@ -447,5 +489,17 @@ def finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-__all__ = ["OBJECTIVE_METRICS", "Objective", "ParamSpec", "Selection", "Sweep", "SweepSpec", "check_key",
-           "finite", "load_sweep", "set_dotted", "threads_per_worker", "validate"]
+__all__ = [
+    "OBJECTIVE_METRICS",
+    "Objective",
+    "ParamSpec",
+    "Selection",
+    "Sweep",
+    "SweepSpec",
+    "check_key",
+    "finite",
+    "load_sweep",
+    "set_dotted",
+    "threads_per_worker",
+    "validate",
+]

@@ -71,41 +71,54 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
         engine_kwargs["connect_args"] = {"timeout": 60}
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:" and not Path(path).parent.is_dir():
-            raise SelfsupError(f"cannot open the sweep storage '{shown}': directory '{Path(path).parent}' "
-                               "does not exist")
+            raise SelfsupError(
+                f"cannot open the sweep storage '{shown}': directory '{Path(path).parent}' does not exist"
+            )
     elif url.startswith(("postgresql", "postgres")):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     elif "://" not in url:
-        raise ConfigError(f"storage '{shown}' is not a database URL; use e.g. sqlite:///path/study.db or "
-                          "postgresql://user:password@host:5432/dbname")
+        raise ConfigError(
+            f"storage '{shown}' is not a database URL; use e.g. sqlite:///path/study.db or "
+            "postgresql://user:password@host:5432/dbname"
+        )
     try:
         return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
         )
     except ModuleNotFoundError as err:
         hint = " pip install 'selfsup[postgres]' (psycopg2-binary)" if "psycopg" in str(err) else ""
-        raise SelfsupError(f"the sweep storage '{shown}' needs a database driver that is not installed "
-                           f"({err}).{hint}") from None
+        raise SelfsupError(
+            f"the sweep storage '{shown}' needs a database driver that is not installed ({err}).{hint}"
+        ) from None
     except Exception as err:  # noqa: BLE001 - sqlalchemy / driver errors of every kind
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SelfsupError(f"cannot open the sweep storage '{shown}': {first}. Check that the database "
-                           "server is running and reachable and that the URL (user, password, host, port, "
-                           "database) is right.") from None
+        raise SelfsupError(
+            f"cannot open the sweep storage '{shown}': {first}. Check that the database "
+            "server is running and reachable and that the URL (user, password, host, port, "
+            "database) is right."
+        ) from None
 
 
 def ensure_study(storage, sweep) -> optuna.Study:
     """Create the sweep's study, or join it when it exists with the same fingerprint."""
     quiet_optuna()
-    study = optuna.create_study(study_name=sweep.name, storage=storage, direction=sweep.spec.direction,
-                                load_if_exists=True)
+    study = optuna.create_study(
+        study_name=sweep.name, storage=storage, direction=sweep.spec.direction, load_if_exists=True
+    )
     mine = {"hash": sweep.fingerprint_hash(), "spec": sweep.fingerprint()}
     stored = study.user_attrs.get(STUDY_SPEC_ATTR)
     if stored is None:
         study.set_user_attr(STUDY_SPEC_ATTR, mine)
     elif stored["hash"] != mine["hash"]:
-        changed = sorted(k for k in mine["spec"] if json.dumps(mine["spec"][k], sort_keys=True)
-                         != json.dumps(stored["spec"].get(k), sort_keys=True))
+        changed = sorted(
+            k
+            for k in mine["spec"]
+            if json.dumps(mine["spec"][k], sort_keys=True)
+            != json.dumps(stored["spec"].get(k), sort_keys=True)
+        )
         raise ConfigError(
             f"the storage already holds a sweep named '{sweep.name}' with a different configuration "
             f"(changed: {', '.join(changed)}). Restore the original sweep file to resume it, or give this "
@@ -125,6 +138,7 @@ def load_study(storage, name: str) -> optuna.Study:
 
 
 # --- trial records ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class TrialRecord:
@@ -171,10 +185,19 @@ def classify(t: FrozenTrial) -> str:
 def record(t: FrozenTrial) -> TrialRecord:
     a = t.user_attrs
     return TrialRecord(
-        number=t.number, trial_id=t._trial_id, state=classify(t), slot=a.get("slot"), params=dict(t.params),
-        score=t.value if t.state == TrialState.COMPLETE else None, metrics=a.get("metrics", {}),
-        outcome=a.get("outcome"), reason=a.get("reason"), run_dir=a.get("run_dir"), worker=a.get("worker"),
-        resumed_from=a.get("resumed_from"), datetime_start=t.datetime_start,
+        number=t.number,
+        trial_id=t._trial_id,
+        state=classify(t),
+        slot=a.get("slot"),
+        params=dict(t.params),
+        score=t.value if t.state == TrialState.COMPLETE else None,
+        metrics=a.get("metrics", {}),
+        outcome=a.get("outcome"),
+        reason=a.get("reason"),
+        run_dir=a.get("run_dir"),
+        worker=a.get("worker"),
+        resumed_from=a.get("resumed_from"),
+        datetime_start=t.datetime_start,
     )
 
 
@@ -215,6 +238,7 @@ def slot_table(recs: list[TrialRecord], n: int, exclude: int | None = None) -> S
 
 
 # --- workers and stale trials ----------------------------------------------------------------------------
+
 
 def _proc_start(pid: int) -> str | None:
     try:

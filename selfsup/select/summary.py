@@ -16,8 +16,14 @@ from selfsup.select.spec import Sweep, finite
 ACCURACIES = ("linear_acc", "knn_acc")
 
 
-def summarize(sweep: Sweep, recs: list[S.TrialRecord], rule: str | None = None, tol: float | None = None,
-              prefer: str | None = None, key: str | None = None) -> dict[str, Any]:
+def summarize(
+    sweep: Sweep,
+    recs: list[S.TrialRecord],
+    rule: str | None = None,
+    tol: float | None = None,
+    prefer: str | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
     """Everything ``selfsup sweep summary`` shows, as a JSON-serialisable dict."""
     spec = sweep.spec
     rule = rule or spec.selection.rule
@@ -38,8 +44,14 @@ def summarize(sweep: Sweep, recs: list[S.TrialRecord], rule: str | None = None, 
     }
     rows = []
     for r in finished:
-        row = {"slot": r.slot, "trial": r.number, "state": r.state, "params": r.params, "score": r.score,
-               "run_dir": r.run_dir}
+        row = {
+            "slot": r.slot,
+            "trial": r.number,
+            "state": r.state,
+            "params": r.params,
+            "score": r.score,
+            "run_dir": r.run_dir,
+        }
         for a in ACCURACIES:
             row[a] = r.metrics.get(a)
         if r.state == "failed":
@@ -64,10 +76,13 @@ def summarize(sweep: Sweep, recs: list[S.TrialRecord], rule: str | None = None, 
         "sampler": spec.sampler,
         "space": {k: v.model_dump(exclude_none=True) for k, v in spec.space.items()},
         "counts": counts,
-        "selection": {"rule": rule, "tol": tol if rule == "threshold" else None,
-                      "prefer": prefer if rule == "threshold" else None,
-                      "key": key if rule == "threshold" else None,
-                      "pick": _brief(rows[pick]) if pick is not None else None},
+        "selection": {
+            "rule": rule,
+            "tol": tol if rule == "threshold" else None,
+            "prefer": prefer if rule == "threshold" else None,
+            "key": key if rule == "threshold" else None,
+            "pick": _brief(rows[pick]) if pick is not None else None,
+        },
         "trials": rows,
     }
     if rule == "threshold":
@@ -80,20 +95,27 @@ def summarize(sweep: Sweep, recs: list[S.TrialRecord], rule: str | None = None, 
         for a in ACCURACIES:
             accs = [row.get(a) for row in rows]
             g = sel.oracle_gap(pick, accs)
-            agreement[a] = {**sel.rank_agreement(scores, accs), "pick_acc": g["pick_acc"],
-                            "oracle_acc": g["oracle_acc"], "gap_points": g["gap_points"],
-                            "oracle_trial": rows[g["oracle"]]["trial"] if g["oracle"] is not None else None}
+            agreement[a] = {
+                **sel.rank_agreement(scores, accs),
+                "pick_acc": g["pick_acc"],
+                "oracle_acc": g["oracle_acc"],
+                "gap_points": g["gap_points"],
+                "oracle_trial": rows[g["oracle"]]["trial"] if g["oracle"] is not None else None,
+            }
             oracle[a] = _brief(rows[g["oracle"]]) if g["oracle"] is not None else None
         out["agreement"] = agreement
         out["oracle"] = oracle
         out["per_param"] = {
-            k: {"pick": rows[pick]["params"].get(k) if pick is not None else None,
-                **{f"oracle_{a}": (oracle[a] or {}).get("params", {}).get(k) for a in ACCURACIES}}
+            k: {
+                "pick": rows[pick]["params"].get(k) if pick is not None else None,
+                **{f"oracle_{a}": (oracle[a] or {}).get("params", {}).get(k) for a in ACCURACIES},
+            }
             for k in sweep.keys
         }
     else:
-        out["per_param"] = {k: {"pick": rows[pick]["params"].get(k) if pick is not None else None}
-                            for k in sweep.keys}
+        out["per_param"] = {
+            k: {"pick": rows[pick]["params"].get(k) if pick is not None else None} for k in sweep.keys
+        }
     return out
 
 
@@ -118,8 +140,10 @@ def tables(summary: dict) -> list[Table]:
     pick = (summary["selection"]["pick"] or {}).get("trial")
     oracle = ((summary.get("oracle") or {}).get("linear_acc") or {}).get("trial")
     c = summary["counts"]
-    t = Table(title=f"sweep {summary['name']}: {c['complete']} complete, {c['failed']} failed, "
-                    f"{c['running']} running, {c['pending']} pending of {c['n_trials']}")
+    t = Table(
+        title=f"sweep {summary['name']}: {c['complete']} complete, {c['failed']} failed, "
+        f"{c['running']} running, {c['pending']} pending of {c['n_trials']}"
+    )
     for col in ["slot", "trial", *keys, f"{obj['metric']} ({obj['layer']})", "linear %", "kNN %", "note"]:
         t.add_column(col, justify="right" if col not in ("note",) else "left")
     for row in summary["trials"]:
@@ -130,18 +154,38 @@ def tables(summary: dict) -> list[Table]:
             note.append("oracle (linear)")
         if row["state"] == "failed":
             note.append(f"FAILED: {row.get('outcome')}")
-        t.add_row(str(row["slot"]), str(row["trial"]), *[_fmt(row["params"].get(k)) for k in keys],
-                  _fmt(row["score"]), _fmt(row.get("linear_acc"), True), _fmt(row.get("knn_acc"), True),
-                  ", ".join(note))
+        t.add_row(
+            str(row["slot"]),
+            str(row["trial"]),
+            *[_fmt(row["params"].get(k)) for k in keys],
+            _fmt(row["score"]),
+            _fmt(row.get("linear_acc"), True),
+            _fmt(row.get("knn_acc"), True),
+            ", ".join(note),
+        )
     out = [t]
     if summary.get("agreement"):
         a = Table(title="label-free pick vs labels (labels are never used to select)")
-        for col in ["accuracy", "Kendall tau", "Spearman rho", "pick %", "oracle %", "gap (points)",
-                    "oracle trial"]:
+        for col in [
+            "accuracy",
+            "Kendall tau",
+            "Spearman rho",
+            "pick %",
+            "oracle %",
+            "gap (points)",
+            "oracle trial",
+        ]:
             a.add_column(col, justify="right")
         for name, g in summary["agreement"].items():
-            a.add_row(name, _fmt(g["kendall_tau"]), _fmt(g["spearman_rho"]), _fmt(g["pick_acc"], True),
-                      _fmt(g["oracle_acc"], True), _fmt(g["gap_points"]), _fmt(g["oracle_trial"]))
+            a.add_row(
+                name,
+                _fmt(g["kendall_tau"]),
+                _fmt(g["spearman_rho"]),
+                _fmt(g["pick_acc"], True),
+                _fmt(g["oracle_acc"], True),
+                _fmt(g["gap_points"]),
+                _fmt(g["oracle_trial"]),
+            )
         out.append(a)
         p = Table(title="per swept hyper-parameter: value picked without labels vs the oracle's")
         for col in ["hyper-parameter", "label-free pick", "oracle (linear)", "oracle (kNN)"]:

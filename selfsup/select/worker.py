@@ -44,8 +44,11 @@ class SlotSampler(optuna.samplers.BaseSampler):
         self.inner = None
         if fixed is None:
             seed = self.seed * 1_000_003 + slot
-            self.inner = (optuna.samplers.TPESampler(seed=seed) if self.kind == "tpe"
-                          else optuna.samplers.RandomSampler(seed=seed))
+            self.inner = (
+                optuna.samplers.TPESampler(seed=seed)
+                if self.kind == "tpe"
+                else optuna.samplers.RandomSampler(seed=seed)
+            )
 
     def infer_relative_search_space(self, study, trial):
         return {} if self.inner is None else self.inner.infer_relative_search_space(study, trial)
@@ -131,8 +134,9 @@ def preflight(sweep: Sweep) -> list[str]:
     from selfsup.train.loop import _check
 
     spec = sweep.spec
-    params = (sweep.grid()[0] if spec.sampler == "grid"
-              else {k: p.candidates()[0] for k, p in spec.space.items()})
+    params = (
+        sweep.grid()[0] if spec.sampler == "grid" else {k: p.candidates()[0] for k, p in spec.space.items()}
+    )
     cfg = sweep.trial_config(params, "preflight")
     c = build(cfg)
     _check(cfg, c.data)
@@ -198,8 +202,9 @@ class Worker:
         waited = 0.0
         while True:
             recs = S.records(self.study)
-            unclaimed = [r for r in recs
-                         if r.number < trial.number and r.state == "running" and r.slot is None]
+            unclaimed = [
+                r for r in recs if r.number < trial.number and r.state == "running" and r.slot is None
+            ]
             if not unclaimed:
                 break
             time.sleep(0.1)
@@ -264,8 +269,10 @@ class Worker:
         if resume:
             trial.set_user_attr("resumed_from", inherit.number)
         shown = "  ".join(f"{k}={v}" for k, v in params.items())
-        self.say(f"trial {trial.number} slot {slot}: {shown}" +
-                 (f" (resuming trial {inherit.number})" if resume else ""))
+        self.say(
+            f"trial {trial.number} slot {slot}: {shown}"
+            + (f" (resuming trial {inherit.number})" if resume else "")
+        )
         console = Console(file=self.log, width=110, force_terminal=False)
         try:
             cfg = sweep.trial_config(params, name)
@@ -281,8 +288,11 @@ class Worker:
             return self._fail(trial, "crashed", f"{type(err).__name__}: {err}")
         trial.set_user_attr("metrics", metrics)
         if not finite(metrics["score"]):
-            return self._fail(trial, "non-finite score",
-                              f"{sweep.objective.metric} of layer {metrics['layer']} is {metrics['score']}")
+            return self._fail(
+                trial,
+                "non-finite score",
+                f"{sweep.objective.metric} of layer {metrics['layer']} is {metrics['score']}",
+            )
         self._end(trial, float(metrics["score"]))
         self.say(f"trial {trial.number} complete: {sweep.objective.metric}={metrics['score']:.4g}")
 
