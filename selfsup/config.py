@@ -100,11 +100,37 @@ def _explain(err: ValidationError) -> ConfigError:
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
-    """Validate a nested dict into a :class:`RunConfig`, with readable errors."""
+    """Validate a nested dict into a :class:`RunConfig`, with readable errors (see :func:`check_options`)."""
     try:
-        return RunConfig.model_validate(data or {})
+        cfg = RunConfig.model_validate(data or {})
     except ValidationError as err:
         raise _explain(err) from None
+    check_options(cfg)
+    return cfg
+
+
+def check_options(cfg: RunConfig) -> None:
+    """Check the free-form dicts against the signatures they are passed to: ``method.params`` (the method's
+    criterion), ``model.backbone_args`` (the backbone) and ``data.view_args`` (the view recipe: ``data.views``
+    or the dataset's default). A misspelt or ill-typed key fails here, not at the first training step. When
+    the recipe depends on the data's shape (``arrays:``), ``view_args`` are checked when the views are built.
+    """
+    from selfsup.data import dataset_default_views
+    from selfsup.methods import check_method_params
+    from selfsup.models import check_backbone_options
+    from selfsup.views import check_view_options
+
+    recipe = cfg.data.views or dataset_default_views(cfg.data.dataset)
+    checks = [
+        ("method.params", lambda: check_method_params(cfg.method.name, cfg.method.params)),
+        ("model.backbone_args", lambda: check_backbone_options(cfg.model.backbone, cfg.model.backbone_args)),
+        ("data.view_args", lambda: recipe and check_view_options(recipe, cfg.data.view_args)),
+    ]
+    for key, check in checks:
+        try:
+            check()
+        except ConfigError as err:
+            raise ConfigError(f"invalid configuration: '{key}': {err}") from None
 
 
 def load_yaml(
@@ -141,21 +167,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(
                 f"override key '{key}' must be dotted like train.epochs.{did_you_mean(key, valid)}"
             )
-        node = data
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{item}': '{p}' is not a section")
         value = yaml.safe_load(raw) if raw.strip() else None
-        if isinstance(value, str) and _is_float(value):  # YAML 1.1 reads "1e-3" as a string
-            value = float(value)
-        node[parts[-1]] = value
+        set_dotted(data, key.strip(), float(value) if is_number_string(value) else value)
     return data
 
 
-def _is_float(s: str) -> bool:
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``data["a"]["b"]["c"] = value`` for ``key = "a.b.c"``, creating sections on the way."""
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set '{key}': '{p}' holds {node!r}, not a section")
+    node[parts[-1]] = value
+
+
+def is_number_string(value: Any) -> bool:
+    """True for a string that is a number: YAML 1.1 reads ``1e-3`` as the string "1e-3"."""
+    if not isinstance(value, str):
+        return False
     try:
-        float(s)
+        float(value)
     except ValueError:
         return False
     return True

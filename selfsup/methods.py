@@ -8,17 +8,20 @@ for a CPU.
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from selfsup import criteria
-from selfsup.errors import unknown_name
-from selfsup.models import Backbone, build_mlp, head_layer_outputs
+from selfsup.errors import ConfigError, unknown_name
+from selfsup.models import Backbone, build_mlp, head_layer_outputs, head_output_dim
+from selfsup.options import check_options
 
 
 @dataclass(frozen=True)
@@ -140,9 +143,68 @@ def get_method(name: str) -> MethodRecipe:
     return METHODS[name]
 
 
+def check_method_params(name: str, params: dict) -> None:
+    """``method.params`` must be keyword options of the method's criterion, with values of the right type."""
+    fn = get_method(name).criterion
+    params_ = inspect.signature(fn).parameters.values()
+    inputs = [p.name for p in params_ if p.default is inspect.Parameter.empty]  # the tensors
+    check_options(f"method '{name}'", params, fn, skip=(*inputs, "gather_distributed"))
+
+
+def resolve_layer(layer: str | None, names: Sequence[str]) -> str:
+    """A layer of :attr:`SSLModel.layer_names` from a name or an alias: ``None`` or ``"backbone"`` -> the
+    backbone's output, ``"projector"`` -> the projector's output (the backbone's without a projector)."""
+    backbone = [n for n in names if not re.fullmatch(r"proj\d+", n)]
+    alias = {"backbone": backbone[-1], "projector": names[-1]}
+    layer = "backbone" if layer is None else layer
+    if layer in alias:
+        return alias[layer]
+    if layer not in names:
+        raise unknown_name("layer", layer, ["backbone", "projector", *names])
+    return layer
+
+
 def ema_momentum(base: float, step: int, total_steps: int) -> float:
     """BYOL's cosine schedule: tau_k = 1 - (1 - base) (cos(pi k / K) + 1) / 2 (Grill et al., sec. 3.2)."""
     return 1.0 - (1.0 - base) * (math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)) + 1) / 2
+
+
+# How each kind of method turns the backbone features of the views into a loss. Each returns a scalar.
+
+
+def _symmetric_pairs(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
+    """``criterion(z_i, z_j)`` of the projected views, averaged over the unordered pairs of views."""
+    z = [m.projector(h) for h in feats]
+    pairs = list(itertools.combinations(range(len(z)), 2))
+    return sum(m.recipe.criterion(z[i], z[j], **m.params) for i, j in pairs) / len(pairs)
+
+
+def _predict_target(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
+    """``criterion(p_i, z_j)``: the predictor's output of view i against the (stop-gradient) target
+    projection of view j: the EMA target network's for BYOL, the online one's for SimSiam. Both
+    directions of every pair are summed, as BYOL's symmetrised loss ``L + L~`` (Grill et al. 2020, eq. 2),
+    then averaged over the unordered pairs; for SimSiam this is 4 x its loss + 4, a constant rescaling."""
+    z = [m.projector(h) for h in feats]
+    preds = [m.predictor(zi) for zi in z]
+    if m.target is not None:
+        with torch.no_grad():
+            z = [m.target["projector"](m.target["backbone"](v)) for v in views]
+    pairs = list(itertools.permutations(range(len(z)), 2))
+    n_unordered = len(pairs) // 2
+    return sum(m.recipe.criterion(preds[i], z[j], **m.params) for i, j in pairs) / n_unordered
+
+
+def _instance_classes(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
+    """DIET: every view is classified into its sample's index by a linear head; averaged over the views."""
+    return sum(m.recipe.criterion(m.diet_head(h), index, **m.params) for h in feats) / len(feats)
+
+
+PAIRINGS = {
+    "pair": _symmetric_pairs,
+    "byol": _predict_target,
+    "simsiam": _predict_target,
+    "diet": _instance_classes,
+}
 
 
 class SSLModel(nn.Module):
@@ -159,11 +221,13 @@ class SSLModel(nn.Module):
         ema_base: float | None = None,
     ):
         super().__init__()
+        check_method_params(recipe.name, params or {})
         self.recipe = recipe
         self.params = {**recipe.params, **(params or {})}
+        self.pairing = PAIRINGS[recipe.kind]
         self.backbone = backbone
         self.projector = build_mlp(backbone.out_dim, recipe.projector if projector is None else projector)
-        proj_dim = _out_dim(self.projector, backbone.out_dim)
+        proj_dim = head_output_dim(self.projector, backbone.out_dim)
         self.predictor = None
         if recipe.kind in ("byol", "simsiam"):
             self.predictor = build_mlp(proj_dim, predictor or recipe.predictor, last_bias=True)
@@ -176,28 +240,13 @@ class SSLModel(nn.Module):
         self.diet_head = None
         if recipe.kind == "diet":
             if not n_train:
-                raise ValueError("DIET needs n_train, the number of training samples (one class each)")
+                raise ConfigError("method 'diet' needs n_train, the number of training samples")
             self.diet_head = nn.Linear(backbone.out_dim, n_train, bias=False)
 
     def loss(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (loss, detached backbone features of the first view) for one batch of views."""
         feats = [self.backbone(v) for v in views]
-        kind, fn, p = self.recipe.kind, self.recipe.criterion, self.params
-        if kind == "diet":
-            loss = sum(fn(self.diet_head(h), index, **p) for h in feats) / len(feats)
-        else:
-            z = [self.projector(h) for h in feats]
-            if kind == "pair":
-                pairs = list(itertools.combinations(range(len(z)), 2))
-                loss = sum(fn(z[i], z[j], **p) for i, j in pairs) / len(pairs)
-            else:
-                preds = [self.predictor(zi) for zi in z]
-                if kind == "byol":
-                    with torch.no_grad():
-                        z = [self.target["projector"](self.target["backbone"](v)) for v in views]
-                pairs = list(itertools.permutations(range(len(z)), 2))
-                loss = sum(fn(preds[i], z[j]) for i, j in pairs) / len(pairs) * 2
-        return loss, feats[0].detach()
+        return self.pairing(self, feats, views, index), feats[0].detach()
 
     @torch.no_grad()
     def update_target(self, step: int, total_steps: int) -> None:
@@ -236,8 +285,3 @@ class SSLModel(nn.Module):
         if need_proj:
             out.update(head_layer_outputs(self.projector, out[last]))
         return {n: out[n] for n in layers}
-
-
-def _out_dim(head: nn.Module, in_dim: int) -> int:
-    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
-    return linears[-1].out_features if linears else in_dim

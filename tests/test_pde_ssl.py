@@ -12,7 +12,8 @@ from selfsup.data import load_dataset
 from selfsup.errors import ConfigError, SelfsupError, ShapeError
 from selfsup.models import build_backbone
 from selfsup.pde import generate, residual, write_h5
-from selfsup.pde.ssl import PDEViews, to_samples
+from selfsup.pde.datasets import to_samples
+from selfsup.pde.views import PDEViews
 from selfsup.views import build_views
 
 TINY = "burgers,n_train=16,n_test=8,nx=32,nt=60,keep=40"

@@ -8,6 +8,8 @@ convention of :mod:`selfsup.criteria._common` (DDP's averaging yields the single
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 
@@ -23,7 +25,8 @@ from selfsup.errors import unknown_name
 
 __all__ = ["dcl_loss", "simclr_loss", "spectral_contrastive_loss"]
 
-SIMCLR_VARIANTS = ("standard", "abs", "sq")
+SimCLRVariant = Literal["standard", "abs", "sq"]
+SIMCLR_VARIANTS = get_args(SimCLRVariant)
 
 
 def _pair_columns(n: int, total: int, offset: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +65,7 @@ def simclr_loss(
     z1: torch.Tensor,
     z2: torch.Tensor,
     temperature: float = 0.1,
-    variant: str = "standard",
+    variant: SimCLRVariant = "standard",
     gather_distributed: bool = False,
 ) -> torch.Tensor:
     """NT-Xent loss of SimCLR (Chen et al. 2020, arXiv 2002.05709, eq. 1), averaged over all 2N anchors.

@@ -5,7 +5,14 @@
 """
 
 from selfsup.data.core import ArrayDataset, DataSplits, cache_dir, monitor_indices
-from selfsup.data.registry import DATASETS, DatasetEntry, list_datasets, load_dataset, register_dataset
+from selfsup.data.registry import (
+    DATASETS,
+    DatasetEntry,
+    dataset_default_views,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
 
 __all__ = [
     "DATASETS",
@@ -13,6 +20,7 @@ __all__ = [
     "DataSplits",
     "DatasetEntry",
     "cache_dir",
+    "dataset_default_views",
     "list_datasets",
     "load_dataset",
     "monitor_indices",

@@ -1,19 +1,22 @@
 """Dataset registry: a spec string -> :class:`DataSplits`.
 
 Specs: a registered name (``mnist1d``, ``digits``) or a prefix with a path (``folder:PATH``,
-``arrays:PATH``). Extra loaders register with :func:`register_dataset`.
+``arrays:PATH``). Datasets of other subpackages or packages (``pde:PATH``, ``pde-gen:EQUATION``) come in
+through the ``selfsup.datasets`` entry points (:mod:`selfsup.plugins`); :func:`register_dataset` adds one
+at run time.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from selfsup.data.builtin import load_digits, load_mnist1d
 from selfsup.data.core import MODALITIES, DataSplits
 from selfsup.data.files import load_arrays, load_image_folder
-from selfsup.errors import ConfigError, SelfsupError, did_you_mean, unknown_name
+from selfsup.errors import ConfigError, SelfsupError, unknown_name
+from selfsup.options import check_options
+from selfsup.plugins import load_plugin, plugin_names
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,50 @@ class DatasetEntry:
     default_views: str | None = None
 
 
-DATASETS: dict[str, DatasetEntry] = {}
+DATASETS: dict[str, DatasetEntry] = {
+    e.name: e
+    for e in [
+        DatasetEntry(
+            "mnist1d",
+            load_mnist1d,
+            "signal",
+            "MNIST-1D (Greydanus 2020), generated locally by the mnist1d package and cached; 10 classes.",
+            train_size=4000,
+            test_size=1000,
+            sample_shape=(1, 40),
+            num_classes=10,
+            default_views="signal",
+        ),
+        DatasetEntry(
+            "digits",
+            load_digits,
+            "image",
+            "scikit-learn 8x8 optical digits scaled to [0, 1]; seeded stratified split; 10 classes.",
+            train_size=1437,
+            test_size=360,
+            sample_shape=(1, 8, 8),
+            num_classes=10,
+            default_views="small-image",
+        ),
+        DatasetEntry(
+            "folder",
+            load_image_folder,
+            "image",
+            "folder:PATH - images resized to 32x32 RGB (image_size=, mode='L' for grey); class sub-folders "
+            "give labels and a seeded 20% test split, otherwise unlabelled with no test split.",
+            prefix=True,
+            default_views="simclr",
+        ),
+        DatasetEntry(
+            "arrays",
+            load_arrays,
+            None,
+            "arrays:PATH - .npy (x) or .npz (x, optional y, x_test, y_test); N x L or N x C x L signals, "
+            "N x C x H x W images.",
+            prefix=True,
+        ),
+    ]
+}
 
 
 def register_dataset(entry: DatasetEntry) -> DatasetEntry:
@@ -41,53 +87,15 @@ def register_dataset(entry: DatasetEntry) -> DatasetEntry:
     return entry
 
 
-register_dataset(
-    DatasetEntry(
-        "mnist1d",
-        load_mnist1d,
-        "signal",
-        "MNIST-1D (Greydanus 2020), generated locally by the mnist1d package and cached; 10 classes.",
-        train_size=4000,
-        test_size=1000,
-        sample_shape=(1, 40),
-        num_classes=10,
-        default_views="signal",
-    )
-)
-register_dataset(
-    DatasetEntry(
-        "digits",
-        load_digits,
-        "image",
-        "scikit-learn 8x8 optical digits scaled to [0, 1]; seeded stratified split; 10 classes.",
-        train_size=1437,
-        test_size=360,
-        sample_shape=(1, 8, 8),
-        num_classes=10,
-        default_views="small-image",
-    )
-)
-register_dataset(
-    DatasetEntry(
-        "folder",
-        load_image_folder,
-        "image",
-        "folder:PATH - images resized to 32x32 RGB (image_size=, mode='L' for grey); class sub-folders give "
-        "labels and a seeded 20% test split, otherwise unlabelled with no test split.",
-        prefix=True,
-        default_views="simclr",
-    )
-)
-register_dataset(
-    DatasetEntry(
-        "arrays",
-        load_arrays,
-        None,
-        "arrays:PATH - .npy (x) or .npz (x, optional y, x_test, y_test); N x L or N x C x L signals, "
-        "N x C x H x W images.",
-        prefix=True,
-    )
-)
+def get_entry(name: str) -> DatasetEntry | None:
+    """The registered dataset (or prefix) ``name``: built-in, added, or declared by a plug-in."""
+    entry = DATASETS.get(name)
+    return entry if entry is not None else load_plugin("selfsup.datasets", name)
+
+
+def _all_entries() -> list[DatasetEntry]:
+    plugged = [get_entry(n) for n in plugin_names("selfsup.datasets") if n not in DATASETS]
+    return [*DATASETS.values(), *plugged]
 
 
 def _resolve(spec: str) -> tuple[DatasetEntry, str | None]:
@@ -95,9 +103,7 @@ def _resolve(spec: str) -> tuple[DatasetEntry, str | None]:
         raise ConfigError(f"dataset spec must be a non-empty string, got {spec!r}.")
     spec = spec.strip()
     name, sep, rest = spec.partition(":")
-    if name in ("pde", "pde-gen") and name not in DATASETS:
-        import selfsup.pde.ssl  # noqa: F401  (registers the PDE datasets on first use)
-    entry = DATASETS.get(name)
+    entry = get_entry(name)
     if sep and entry is not None and entry.prefix:
         if not rest:
             raise ConfigError(f"dataset spec '{spec}' needs a path after '{name}:', e.g. '{name}:./my_data'.")
@@ -108,7 +114,7 @@ def _resolve(spec: str) -> tuple[DatasetEntry, str | None]:
         raise ConfigError(f"dataset '{name}' needs a path: write '{name}:PATH'.")
     if entry is not None:
         raise ConfigError(f"dataset '{name}' takes no path; write '{name}'.")
-    choices = [e.name + (":PATH" if e.prefix else "") for e in DATASETS.values()]
+    choices = [e.name + (":PATH" if e.prefix else "") for e in _all_entries()]
     err = unknown_name("dataset", spec if not sep else name, choices)
     if not sep and ("/" in spec or "\\" in spec or spec.startswith(".")):
         err = ConfigError(
@@ -125,14 +131,7 @@ def load_dataset(spec: str, seed: int = 0, **options) -> DataSplits:
     :class:`ConfigError`. Errors in the data itself raise :class:`SelfsupError` subclasses.
     """
     entry, path = _resolve(spec)
-    params = inspect.signature(entry.loader).parameters
-    allowed = [k for k in params if k not in ("path", "seed")]
-    for key in options:
-        if key not in allowed:
-            hint = f" Options: {', '.join(allowed)}." if allowed else " It takes no options."
-            raise ConfigError(
-                f"dataset '{entry.name}' has no option '{key}'.{did_you_mean(key, allowed)}{hint}"
-            )
+    check_options(f"dataset '{entry.name}'", options, entry.loader, skip=("path", "spec", "seed"))
     splits = entry.loader(path, seed=seed, **options) if entry.prefix else entry.loader(seed=seed, **options)
     if splits.modality not in MODALITIES:
         raise SelfsupError(f"dataset '{spec}' produced an unknown modality {splits.modality!r}.")
@@ -144,7 +143,7 @@ def list_datasets() -> list[dict]:
     number of classes, default view recipe and a description. Path-based datasets appear as patterns
     (``folder:PATH``) with ``None`` for what depends on the data. Nothing is loaded or generated."""
     rows = []
-    for e in DATASETS.values():
+    for e in _all_entries():
         rows.append(
             {
                 "name": e.name + (":PATH" if e.prefix else ""),
@@ -158,3 +157,9 @@ def list_datasets() -> list[dict]:
             }
         )
     return rows
+
+
+def dataset_default_views(spec: str) -> str | None:
+    """The view recipe a dataset spec uses by default, when its entry says (``None``: decided by the data).
+    Nothing is loaded."""
+    return _resolve(spec)[0].default_views

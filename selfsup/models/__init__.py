@@ -8,9 +8,12 @@ from selfsup.models.backbones import (
     Conv1dResNet,
     ConvNet,
     MLPBackbone,
+    SmallResNet,
     TorchvisionResNet,
     backbone_options,
     build_backbone,
+    check_backbone_options,
+    get_backbone,
 )
 from selfsup.models.heads import build_mlp, head_layer_outputs, head_output_dim, parse_spec
 
@@ -22,9 +25,12 @@ __all__ = [
     "Conv1dResNet",
     "ConvNet",
     "MLPBackbone",
+    "SmallResNet",
     "TorchvisionResNet",
     "backbone_options",
     "build_backbone",
+    "check_backbone_options",
+    "get_backbone",
     "build_mlp",
     "head_layer_outputs",
     "head_output_dim",

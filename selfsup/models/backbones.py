@@ -13,11 +13,13 @@ the batch dimension):
 - ``convnet`` small 2-D ResNet for tiny images ``(C, H, W)``, e.g. digits ``(1, 8, 8)`` or ``(3, 32, 32)``.
 - ``resnet18`` / ``resnet50`` torchvision ResNets without ``fc``, optional CIFAR stem.
 - ``mlp``     flatten then ``Linear-BN-ReLU`` layers, any sample shape.
+
+Other backbones come from the ``selfsup.backbones`` entry points (:mod:`selfsup.plugins`), e.g. ``pde2d``
+(:class:`selfsup.pde.encoder.PDE2dResNet`, a :class:`SmallResNet` over PDE fields).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
 
@@ -26,20 +28,8 @@ from torch import nn
 
 from selfsup.errors import ConfigError, ShapeError, did_you_mean, unknown_name
 from selfsup.models.heads import parse_spec
-
-__all__ = [
-    "BACKBONES",
-    "Backbone",
-    "BasicBlock",
-    "BasicBlock1d",
-    "BasicBlock2d",
-    "ConvNet",
-    "Conv1dResNet",
-    "MLPBackbone",
-    "TorchvisionResNet",
-    "backbone_options",
-    "build_backbone",
-]
+from selfsup.options import accepted_options, check_options
+from selfsup.plugins import load_plugin, plugin_names
 
 
 def _as_shape(sample_shape: Sequence[int] | torch.Size, name: str) -> tuple[int, ...]:
@@ -57,7 +47,7 @@ def _as_shape(sample_shape: Sequence[int] | torch.Size, name: str) -> tuple[int,
     return shape
 
 
-def _positive_int(value: object, what: str) -> int:
+def positive_int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{what} must be a positive integer, got {value!r}.")
     return value
@@ -248,11 +238,50 @@ def _check_ndim(shape: tuple[int, ...], ndim: int, name: str, layout: str, examp
 # ------------------------------------------------------------------------------------------- backbones
 
 
-class Conv1dResNet(Backbone):
-    """Small 1-D ResNet for signals ``B x C x L``.
+class SmallResNet(Backbone):
+    """The shape shared by the small ResNets (``conv1d``, ``convnet``, ``pde2d``): a ``stem`` of ``width``
+    channels, ``layer1`` (``width``), ``layer2`` (``2*width``, stride 2), ``layer3`` (``4*width``, stride 2),
+    each of ``blocks`` residual blocks, then a ``head`` ``(name, module, dim)`` (default: ``"pool"``, global
+    average pooling to ``4*width``). ``block(in_ch, out_ch, stride)`` builds one residual block.
+    He init for convolutions, BatchNorm weight 1 / bias 0 (the torchvision ResNet scheme).
+    """
 
-    Layers: ``stem`` (conv k=``stem_kernel``, stride 1, BN, ReLU), ``layer1`` (``width``, stride 1),
-    ``layer2`` (``2*width``, stride 2), ``layer3`` (``4*width``, stride 2), then the final layer:
+    def __init__(
+        self,
+        name: str,
+        sample_shape: tuple[int, ...],
+        stem: nn.Module,
+        width: int,
+        blocks: int | Sequence[int],
+        block: Callable[[int, int, int], nn.Module],
+        head: tuple[str, nn.Module, int] | None = None,
+    ) -> None:
+        n_blocks = _blocks_per_stage(blocks, 3, name)
+        w = [width, 2 * width, 4 * width]
+        stages: dict[str, nn.Module] = {
+            "stem": stem,
+            "layer1": _stage(block, width, w[0], n_blocks[0], 1),
+            "layer2": _stage(block, w[0], w[1], n_blocks[1], 2),
+            "layer3": _stage(block, w[1], w[2], n_blocks[2], 2),
+        }
+        dims = {"stem": width, "layer1": w[0], "layer2": w[1], "layer3": w[2]}
+        if head is None:
+            pool = nn.AdaptiveAvgPool1d(1) if len(sample_shape) == 2 else nn.AdaptiveAvgPool2d(1)
+            head = ("pool", nn.Sequential(pool, nn.Flatten(1)), w[2])
+        stages[head[0]], dims[head[0]] = head[1], head[2]
+        super().__init__(stages, dims, sample_shape, exact_shape=head[0] == "flatten")
+        for m in self.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+class Conv1dResNet(SmallResNet):
+    """Small 1-D ResNet for signals ``B x C x L`` (:class:`SmallResNet` with 1-D blocks).
+
+    ``stem``: conv k=``stem_kernel``, stride 1, BN, ReLU. The final layer:
 
     - ``pool="avg"``: ``"pool"`` global average pooling, ``out_dim = 4*width`` (translation invariant,
       accepts any length).
@@ -269,45 +298,32 @@ class Conv1dResNet(Backbone):
         pool: str = "avg",
     ) -> None:
         _check_ndim(sample_shape, 2, "conv1d", "(channels, length)", "(1, 40) for MNIST-1D")
-        width = _positive_int(width, "conv1d width")
-        stem_kernel = _positive_int(stem_kernel, "conv1d stem_kernel")
+        width = positive_int(width, "conv1d width")
+        stem_kernel = positive_int(stem_kernel, "conv1d stem_kernel")
         if stem_kernel % 2 == 0:
             raise ConfigError(f"conv1d stem_kernel must be odd (keeps the length), got {stem_kernel}.")
-        n_blocks = _blocks_per_stage(blocks, 3, "conv1d")
         if pool not in ("avg", "flatten"):
             raise ConfigError(
                 f"conv1d pool must be 'avg' or 'flatten', got {pool!r}."
                 f"{did_you_mean(str(pool), ['avg', 'flatten'])}"
             )
         channels, length = sample_shape
-        widths = [width, 2 * width, 4 * width]
-        stages: dict[str, nn.Module] = {
-            "stem": nn.Sequential(
-                nn.Conv1d(channels, width, stem_kernel, padding=stem_kernel // 2, bias=False),
-                nn.BatchNorm1d(width),
-                nn.ReLU(inplace=True),
-            ),
-            "layer1": _stage(BasicBlock1d, width, widths[0], n_blocks[0], 1),
-            "layer2": _stage(BasicBlock1d, widths[0], widths[1], n_blocks[1], 2),
-            "layer3": _stage(BasicBlock1d, widths[1], widths[2], n_blocks[2], 2),
-        }
-        dims = {"stem": width, "layer1": widths[0], "layer2": widths[1], "layer3": widths[2]}
-        if pool == "avg":
-            stages["pool"] = nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten(1))
-            dims["pool"] = widths[2]
-        else:
+        stem = nn.Sequential(
+            nn.Conv1d(channels, width, stem_kernel, padding=stem_kernel // 2, bias=False),
+            nn.BatchNorm1d(width),
+            nn.ReLU(inplace=True),
+        )
+        head = None
+        if pool == "flatten":
             final_length = math.ceil(math.ceil(length / 2) / 2)  # two stride-2, k=3, pad=1 convs
-            stages["flatten"] = nn.Flatten(1)
-            dims["flatten"] = widths[2] * final_length
-        super().__init__(stages, dims, sample_shape, exact_shape=pool == "flatten")
-        _init_resnet(self)
+            head = ("flatten", nn.Flatten(1), 4 * width * final_length)
+        super().__init__("conv1d", sample_shape, stem, width, blocks, BasicBlock1d, head)
 
 
-class ConvNet(Backbone):
+class ConvNet(SmallResNet):
     """Small 2-D ResNet for tiny images ``B x C x H x W`` (8x8 digits, 32x32 CIFAR-like).
 
-    Layers: ``stem`` (conv3x3 stride 1, BN, ReLU), ``layer1`` (``width``), ``layer2`` (``2*width``, stride 2),
-    ``layer3`` (``4*width``, stride 2), ``pool`` (global average pooling); ``out_dim = 4*width``.
+    :class:`SmallResNet` with a 3x3 stride-1 conv + BN + ReLU ``stem``; ``out_dim = 4*width``.
     Default ``width=32`` (128-dim output) keeps 32x32 inputs affordable on a CPU.
     """
 
@@ -315,29 +331,13 @@ class ConvNet(Backbone):
         self, sample_shape: tuple[int, ...], width: int = 32, blocks: int | Sequence[int] = 1
     ) -> None:
         _check_ndim(sample_shape, 3, "convnet", "(channels, height, width)", "(1, 8, 8) or (3, 32, 32)")
-        width = _positive_int(width, "convnet width")
-        n_blocks = _blocks_per_stage(blocks, 3, "convnet")
-        widths = [width, 2 * width, 4 * width]
-        stages: dict[str, nn.Module] = {
-            "stem": nn.Sequential(
-                nn.Conv2d(sample_shape[0], width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-            ),
-            "layer1": _stage(BasicBlock2d, width, widths[0], n_blocks[0], 1),
-            "layer2": _stage(BasicBlock2d, widths[0], widths[1], n_blocks[1], 2),
-            "layer3": _stage(BasicBlock2d, widths[1], widths[2], n_blocks[2], 2),
-            "pool": nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1)),
-        }
-        dims = {
-            "stem": width,
-            "layer1": widths[0],
-            "layer2": widths[1],
-            "layer3": widths[2],
-            "pool": widths[2],
-        }
-        super().__init__(stages, dims, sample_shape)
-        _init_resnet(self)
+        width = positive_int(width, "convnet width")
+        stem = nn.Sequential(
+            nn.Conv2d(sample_shape[0], width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        super().__init__("convnet", sample_shape, stem, width, blocks, BasicBlock2d)
 
 
 class TorchvisionResNet(Backbone):
@@ -418,16 +418,6 @@ class MLPBackbone(Backbone):
         super().__init__(stages, dims, sample_shape, exact_shape=True)
 
 
-def _init_resnet(model: nn.Module) -> None:
-    """He init for convs, BN weight 1 / bias 0 (the torchvision ResNet scheme)."""
-    for m in model.modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
 # -------------------------------------------------------------------------------------------- registry
 
 
@@ -452,12 +442,23 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
 }
 
 
+def get_backbone(name: str) -> Callable[..., Backbone]:
+    """A built-in backbone or one declared in the ``selfsup.backbones`` entry points (e.g. ``pde2d``)."""
+    builder = BACKBONES.get(name) or load_plugin("selfsup.backbones", name)
+    if builder is None:
+        raise unknown_name("backbone", name, [*BACKBONES, *plugin_names("selfsup.backbones")])
+    return builder
+
+
 def backbone_options(name: str) -> dict[str, object]:
     """Keyword options of backbone ``name`` with their defaults (besides ``sample_shape``)."""
-    if name not in BACKBONES:
-        raise unknown_name("backbone", name, BACKBONES)
-    params = inspect.signature(BACKBONES[name]).parameters
-    return {k: p.default for k, p in params.items() if k != "sample_shape"}
+    params = accepted_options(get_backbone(name), skip=("sample_shape",))
+    return {k: p.default for k, p in params.items()}
+
+
+def check_backbone_options(name: str, options: dict) -> None:
+    """Unknown or ill-typed options of backbone ``name`` raise :class:`ConfigError` (did-you-mean)."""
+    check_options(f"backbone '{name}'", options, get_backbone(name), skip=("sample_shape",))
 
 
 def build_backbone(name: str, sample_shape: Sequence[int] | torch.Size, **kwargs: object) -> Backbone:
@@ -466,15 +467,5 @@ def build_backbone(name: str, sample_shape: Sequence[int] | torch.Size, **kwargs
     Unknown names and options raise :class:`ConfigError` (with did-you-mean); a ``sample_shape`` with the
     wrong number of dimensions for the backbone raises :class:`ShapeError`.
     """
-    if name not in BACKBONES:
-        raise unknown_name("backbone", name, BACKBONES)
-    shape = _as_shape(sample_shape, name)
-    options = backbone_options(name)
-    for key in kwargs:
-        if key not in options:
-            valid = ", ".join(options) or "none"
-            raise ConfigError(
-                f"backbone '{name}' has no option '{key}'.{did_you_mean(key, options)} "
-                f"Valid options: {valid}."
-            )
-    return BACKBONES[name](shape, **kwargs)
+    check_backbone_options(name, kwargs)
+    return get_backbone(name)(_as_shape(sample_shape, name), **kwargs)

@@ -5,9 +5,13 @@
 * :func:`symmetries` -- the Lie point symmetries of each equation as batched transforms.
 * :func:`residual` -- per-trajectory relative PDE residual (checks that a transformed field is a solution).
 * :func:`write_h5` / :func:`read_h5` -- HDF5 storage, also reading the public LPSDA layout.
+
+For self-supervised learning, :mod:`selfsup.pde.datasets` (``pde:``/``pde-gen:`` datasets),
+:mod:`selfsup.pde.views` (the ``pde`` view recipe) and :mod:`selfsup.pde.encoder` (the ``pde2d`` backbone)
+plug into the library's registries through entry points (:mod:`selfsup.plugins`); importing this package
+registers nothing. :mod:`selfsup.pde.evaluate` measures a trained run on the two downstream tasks.
 """
 
-import selfsup.pde.ssl  # noqa: F401  (registers pde:/pde-gen: datasets, the pde views, pde2d)
 from selfsup.pde.data import PDEData
 from selfsup.pde.equations import EQUATIONS, Equation, get_equation
 from selfsup.pde.generate import generate

@@ -10,10 +10,12 @@ with ``build_view_set``. Views draw from torch's global RNG: ``torch.manual_seed
 from selfsup.views.image import ImageViews
 from selfsup.views.recipes import (
     VIEW_RECIPES,
+    ViewRecipe,
     build_view_set,
     build_views,
+    check_view_options,
     default_recipe,
-    register_view_recipe,
+    get_view_recipe,
 )
 from selfsup.views.signal import SignalViews
 
@@ -21,8 +23,10 @@ __all__ = [
     "VIEW_RECIPES",
     "ImageViews",
     "SignalViews",
+    "ViewRecipe",
     "build_view_set",
     "build_views",
+    "check_view_options",
     "default_recipe",
-    "register_view_recipe",
+    "get_view_recipe",
 ]

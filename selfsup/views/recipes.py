@@ -1,11 +1,15 @@
 """View recipes: a name -> a batched, per-sample random augmentation module.
 
-``build_views(recipe, sample_shape, view_index=0, **overrides)`` returns an ``nn.Module`` whose forward maps
+``build_views(recipe, sample_shape, view_index=0, **options)`` returns an ``nn.Module`` whose forward maps
 a batch ``B x ...`` to a fresh random view of the same shape. Call it once per view.
 
 Asymmetric recipes (BYOL, VICReg: strong blur on the first view, solarisation on the second) are built
 per view: pass ``view_index=0`` for the first view, ``1`` for the second (indices beyond wrap around).
 ``build_view_set(recipe, sample_shape, n_views)`` returns the list ``[view 0, view 1, ...]`` at once.
+
+A recipe (:class:`ViewRecipe`) is a builder plus the class whose constructor takes its options. The built-in
+recipes are the table :data:`VIEW_RECIPES`; others come from the ``selfsup.views`` entry points
+(:mod:`selfsup.plugins`, e.g. ``pde`` from :mod:`selfsup.pde.views`).
 
 Randomness: every module draws from torch's global generator of the batch's device, so
 ``torch.manual_seed(seed)`` makes the views reproducible.
@@ -13,30 +17,28 @@ Randomness: every module draws from torch's global generator of the batch's devi
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from torch import nn
 
-from selfsup.errors import ConfigError, ShapeError, did_you_mean, unknown_name
+from selfsup.errors import ConfigError, ShapeError, unknown_name
+from selfsup.options import check_options
+from selfsup.plugins import load_plugin, plugin_names
 from selfsup.views.image import ImageViews
 from selfsup.views.signal import SignalViews
 
 #: Images smaller than this (min side, pixels) drop the Gaussian blur by default, as SimCLR does on CIFAR-10.
 SMALL_IMAGE_BLUR_CUTOFF = 64
 
-ViewBuilder = Callable[..., nn.Module]
-VIEW_RECIPES: dict[str, ViewBuilder] = {}
 
+@dataclass(frozen=True)
+class ViewRecipe:
+    """``build(sample_shape, view_index=0, **options) -> nn.Module``; the options are the keyword
+    parameters of ``options`` (a class or function; ``sample_shape`` excluded), checked before building."""
 
-def register_view_recipe(name: str) -> Callable[[ViewBuilder], ViewBuilder]:
-    """Decorator adding ``builder(sample_shape, view_index=0, **overrides) -> nn.Module`` to VIEW_RECIPES."""
-
-    def deco(fn: ViewBuilder) -> ViewBuilder:
-        VIEW_RECIPES[name] = fn
-        return fn
-
-    return deco
+    build: Callable[..., nn.Module]
+    options: Callable
 
 
 def _image_shape(recipe: str, sample_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -47,27 +49,14 @@ def _image_shape(recipe: str, sample_shape: Sequence[int]) -> tuple[int, int, in
     return shape  # type: ignore[return-value]
 
 
-def _check_overrides(recipe: str, cls: type, overrides: dict) -> None:
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "sample_shape")]
-    for key in overrides:
-        if key not in allowed:
-            raise ConfigError(
-                f"view recipe '{recipe}' has no option '{key}'.{did_you_mean(key, allowed)} "
-                f"Options: {', '.join(allowed)}."
-            )
-
-
-def _image(recipe: str, sample_shape, params: dict, overrides: dict) -> ImageViews:
-    _check_overrides(recipe, ImageViews, overrides)
-    params = {**params, **overrides}
-    return ImageViews(sample_shape, **params)
+def _image(sample_shape, params: dict, overrides: dict) -> ImageViews:
+    return ImageViews(sample_shape, **{**params, **overrides})
 
 
 def _default_blur(sample_shape, paper_p: float) -> float:
     return paper_p if min(sample_shape[1:]) >= SMALL_IMAGE_BLUR_CUTOFF else 0.0
 
 
-@register_view_recipe("simclr")
 def simclr_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) -> ImageViews:
     """SimCLR (Chen et al. 2020, arXiv 2002.05709, Appendix A), symmetric in the two views.
 
@@ -87,7 +76,7 @@ def simclr_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) 
         blur_p=_default_blur(shape, 0.5),
         blur_sigma=(0.1, 2.0),
     )
-    return _image("simclr", shape, params, overrides)
+    return _image(shape, params, overrides)
 
 
 def _byol_like(recipe: str, sample_shape, view_index: int, overrides: dict) -> ImageViews:
@@ -103,10 +92,9 @@ def _byol_like(recipe: str, sample_shape, view_index: int, overrides: dict) -> I
         blur_sigma=(0.1, 2.0),
         solarize_p=0.2 if second else 0.0,
     )
-    return _image(recipe, shape, params, overrides)
+    return _image(shape, params, overrides)
 
 
-@register_view_recipe("byol")
 def byol_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) -> ImageViews:
     """BYOL (Grill et al. 2020, arXiv 2006.07733, Table 6), asymmetric: build one module per view.
 
@@ -118,7 +106,6 @@ def byol_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) ->
     return _byol_like("byol", sample_shape, view_index, overrides)
 
 
-@register_view_recipe("vicreg")
 def vicreg_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) -> ImageViews:
     """VICReg (Bardes, Ponce, LeCun 2022, arXiv 2105.04906, Appendix; official ``augmentations.py``).
 
@@ -129,7 +116,6 @@ def vicreg_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) 
     return _byol_like("vicreg", sample_shape, view_index, overrides)
 
 
-@register_view_recipe("small-image")
 def small_image_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) -> ImageViews:
     """Tiny grey images such as scikit-learn's 8 x 8 digits (the ``digits`` default).
 
@@ -145,10 +131,9 @@ def small_image_views(sample_shape: Sequence[int], view_index: int = 0, **overri
         noise_std=0.05,
         padding_mode="zeros",
     )
-    return _image("small-image", shape, params, overrides)
+    return _image(shape, params, overrides)
 
 
-@register_view_recipe("signal")
 def signal_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) -> SignalViews:
     """1-D signals ``(C, L)``: shift, crop-and-resize, time warp, amplitude, trend, noise, masking.
 
@@ -160,15 +145,11 @@ def signal_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) 
             f"view recipe 'signal' is for 1-D signals (C, L), got sample shape {shape}; "
             "use an image recipe ('simclr', 'vicreg', 'byol', 'small-image') for images (C, H, W)."
         )
-    _check_overrides("signal", SignalViews, overrides)
     return SignalViews(**overrides)
 
 
-@register_view_recipe("identity")
 def identity_views(sample_shape: Sequence[int], view_index: int = 0, **overrides) -> nn.Module:
     """No augmentation: each view is a copy of the input (baselines, debugging)."""
-    if overrides:
-        raise ConfigError(f"view recipe 'identity' takes no options, got {sorted(overrides)}.")
     return _Identity()
 
 
@@ -177,22 +158,44 @@ class _Identity(nn.Module):
         return x.clone()
 
 
-def build_views(recipe: str, sample_shape: Sequence[int], view_index: int = 0, **overrides) -> nn.Module:
+VIEW_RECIPES: dict[str, ViewRecipe] = {
+    "simclr": ViewRecipe(simclr_views, ImageViews),
+    "byol": ViewRecipe(byol_views, ImageViews),
+    "vicreg": ViewRecipe(vicreg_views, ImageViews),
+    "small-image": ViewRecipe(small_image_views, ImageViews),
+    "signal": ViewRecipe(signal_views, SignalViews),
+    "identity": ViewRecipe(identity_views, _Identity),
+}
+
+
+def get_view_recipe(name: str) -> ViewRecipe:
+    """A built-in recipe or one declared in the ``selfsup.views`` entry points."""
+    recipe = VIEW_RECIPES.get(name) or load_plugin("selfsup.views", name)
+    if recipe is None:
+        raise unknown_name("view recipe", name, [*VIEW_RECIPES, *plugin_names("selfsup.views")])
+    return recipe
+
+
+def check_view_options(recipe: str, options: dict) -> None:
+    """Unknown or ill-typed options of a view recipe raise :class:`ConfigError` (did-you-mean)."""
+    check_options(f"view recipe '{recipe}'", options, get_view_recipe(recipe).options, skip=("sample_shape",))
+
+
+def build_views(recipe: str, sample_shape: Sequence[int], view_index: int = 0, **options) -> nn.Module:
     """Build the augmentation module of view ``view_index`` for samples of shape ``sample_shape``.
 
-    ``overrides`` replace the recipe's parameters (e.g. ``blur_p=0.5``, ``noise_std=0.1``); unknown names
+    ``options`` replace the recipe's parameters (e.g. ``blur_p=0.5``, ``noise_std=0.1``); unknown names
     raise :class:`ConfigError`. Unknown recipes raise :class:`ConfigError` listing the valid ones.
     """
-    if recipe not in VIEW_RECIPES:
-        raise unknown_name("view recipe", recipe, VIEW_RECIPES)
-    return VIEW_RECIPES[recipe](tuple(sample_shape), view_index=view_index, **overrides)
+    check_view_options(recipe, options)
+    return get_view_recipe(recipe).build(tuple(sample_shape), view_index=view_index, **options)
 
 
-def build_view_set(recipe: str, sample_shape: Sequence[int], n_views: int = 2, **overrides) -> nn.ModuleList:
+def build_view_set(recipe: str, sample_shape: Sequence[int], n_views: int = 2, **options) -> nn.ModuleList:
     """The ``n_views`` per-view modules of a recipe, ``[build_views(recipe, shape, view_index=i) ...]``."""
     if int(n_views) < 1:
         raise ConfigError(f"n_views must be >= 1, got {n_views}.")
-    return nn.ModuleList(build_views(recipe, sample_shape, view_index=i, **overrides) for i in range(n_views))
+    return nn.ModuleList(build_views(recipe, sample_shape, view_index=i, **options) for i in range(n_views))
 
 
 def default_recipe(sample_shape: Sequence[int]) -> str:
