@@ -6,7 +6,7 @@ as a JSON-serialisable dict).
 """
 
 from selfsup.quality.lidar import lidar, lidar_eigenvalues
-from selfsup.quality.report import quality_report
+from selfsup.quality.report import METRICS, quality_report
 from selfsup.quality.spectral import (
     RankMeInfo,
     alpha_req,
@@ -22,6 +22,7 @@ from selfsup.quality.spectral import (
 )
 
 __all__ = [
+    "METRICS",
     "RankMeInfo",
     "alpha_req",
     "collapse_std",

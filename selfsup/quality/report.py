@@ -17,7 +17,18 @@ from selfsup.quality.spectral import (
     stable_rank,
 )
 
-__all__ = ["quality_report", "SMALL_N"]
+__all__ = ["METRICS", "SMALL_N", "quality_report"]
+
+#: The label-free scalar metrics of :func:`quality_report` that a layer table shows and a sweep may optimise.
+METRICS = (
+    "rankme",
+    "alpha_req",
+    "alpha_req_r2",
+    "nesum",
+    "stable_rank",
+    "participation_ratio",
+    "collapse_std",
+)
 
 #: Below this many samples the report warns that every estimate is noisy.
 SMALL_N = 100

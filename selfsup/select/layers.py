@@ -12,50 +12,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from selfsup.errors import SelfsupError, unknown_name
-
-SCALARS = (
-    "rankme",
-    "alpha_req",
-    "alpha_req_r2",
-    "nesum",
-    "stable_rank",
-    "participation_ratio",
-    "collapse_std",
-)
+from selfsup.methods import resolve_layer
 
 
 def evaluate_layers(
     run_dir: str | Path, layers: list[str] | None = None, probes: bool = True
 ) -> dict[str, Any]:
-    from selfsup import config as C
-    from selfsup.data import monitor_indices
     from selfsup.probes import knn_probe, linear_probe
-    from selfsup.quality import quality_report
-    from selfsup.train import build, embed
-    from selfsup.train import checkpoint as ckpt
+    from selfsup.quality import METRICS, quality_report
+    from selfsup.train import embed, load_run, monitor_subset
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise SelfsupError(f"'{run_dir}' is not a run directory (no config.yaml)")
-    cfg = C.resolve(run_dir)
-    state, path = ckpt.load_latest(run_dir / "checkpoints")
-    c = build(cfg)
-    c.model.load_state_dict(state["model"])
+    c, path = load_run(run_dir)
     names = c.model.layer_names
-    if layers:
-        for name in layers:
-            if name not in names:
-                raise unknown_name("layer", name, names)
-        wanted = [n for n in names if n in layers]
-    else:
-        wanted = list(names)
+    chosen = {resolve_layer(name, names) for name in layers or names}
+    wanted = [n for n in names if n in chosen]
     backbone_names = set(c.model.backbone.layer_names)
 
     data = c.data
-    n_mon = min(cfg.data.monitor_size, len(data.train))
-    x_mon = data.train.x[monitor_indices(len(data.train), n_mon, cfg.train.seed)]
-    feats = embed(c.model, x_mon, c.device, wanted)
+    feats = embed(c.model, monitor_subset(c), c.device, wanted)
     labelled = data.test is not None and data.train.y is not None and data.test.y is not None
     do_probes = probes and labelled
     if do_probes:
@@ -72,7 +46,7 @@ def evaluate_layers(
             "layer": name,
             "part": "backbone" if name in backbone_names else "projector",
             "dim": dim,
-            **{k: rep.get(k) for k in SCALARS},
+            **{k: rep.get(k) for k in METRICS},
         }
         row["rankme_norm"] = rep["rankme"] / dim
         if do_probes:
@@ -85,12 +59,12 @@ def evaluate_layers(
     result: dict[str, Any] = {
         "run_dir": str(run_dir),
         "checkpoint": path.name,
-        "method": cfg.method.name,
+        "method": c.cfg.method.name,
         "dataset": data.name,
-        "monitor_size": n_mon,
+        "monitor_size": len(feats[wanted[0]]),
         "labelled": bool(labelled),
         "probes": bool(do_probes),
-        "backbone_output": c.model.backbone.layer_names[-1],
+        "backbone_output": resolve_layer("backbone", names),
         "layers": rows,
     }
     if do_probes:

@@ -20,14 +20,13 @@ A sweep YAML (see ``configs/sweeps/``)::
     selection: {rule: highest}        # or {rule: threshold, tol: 0.01, prefer: min, key: ...}
 
 Everything is validated before a trial starts: unknown top-level or space keys fail with a did-you-mean
-hint, every grid value (and both ends of a range) must make a valid run config, and ``method.params.*``
-keys must be keyword arguments of the method's criterion.
+hint, and every combination of grid values (and ends of ranges) must make a valid run config (which checks
+``method.params.*`` against the method's criterion, as ``selfsup train`` does).
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import itertools
 import json
 import math
@@ -40,16 +39,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from selfsup import config as C
 from selfsup.errors import ConfigError, did_you_mean
 
-#: Label-free metrics a sweep may optimise (keys of :func:`selfsup.quality.quality_report`).
-OBJECTIVE_METRICS = (
-    "rankme",
-    "alpha_req",
-    "alpha_req_r2",
-    "nesum",
-    "stable_rank",
-    "participation_ratio",
-    "collapse_std",
-)
 #: Keys the sweep manages itself (each trial's run directory).
 MANAGED_KEYS = ("train.out_dir", "train.name")
 #: Fields of RunConfig whose value is a free-form dict: keys below them are not checked against a schema.
@@ -166,16 +155,6 @@ def _explain(err: ValidationError, where: str) -> ConfigError:
     return ConfigError(f"invalid sweep file {where}:\n  " + "\n  ".join(lines))
 
 
-def _is_number_string(v: Any) -> bool:
-    if not isinstance(v, str):
-        return False
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
-
-
 def _field_annotation(key: str) -> Any:
     """The annotation of a dotted RunConfig key, or None below a dict field."""
     section, _, name = key.partition(".")
@@ -188,7 +167,7 @@ def _field_annotation(key: str) -> Any:
 
 def _coerce(key: str, value: Any) -> Any:
     """YAML 1.1 reads ``1e-3`` as a string: make it a float unless the key is a string field."""
-    if _is_number_string(value):
+    if C.is_number_string(value):
         ann = _field_annotation(key)
         if ann is None or str not in getattr(ann, "__args__", (ann,)):
             return float(value)
@@ -214,34 +193,11 @@ def check_key(key: str) -> None:
     )
 
 
-def set_dotted(data: dict, key: str, value: Any) -> None:
-    node = data
-    parts = key.split(".")
-    for p in parts[:-1]:
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"cannot set '{key}': '{p}' holds {nxt!r}, not a section")
-        node = nxt
-    node[parts[-1]] = value
-
-
 def _deep_merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for k, v in b.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def _criterion_kwargs(method: str) -> list[str] | None:
-    """Keyword arguments of a method's criterion (None when it takes **kwargs)."""
-    from selfsup.methods import get_method
-
-    fn = get_method(method).criterion
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    skip = {"gather_distributed"}
-    return [p.name for p in params if p.default is not inspect.Parameter.empty and p.name not in skip]
 
 
 class Sweep:
@@ -291,7 +247,7 @@ class Sweep:
     def trial_config(self, params: dict[str, Any], name: str) -> C.RunConfig:
         data = json.loads(json.dumps(self.base))
         for key, value in params.items():
-            set_dotted(data, key, value)
+            C.set_dotted(data, key, value)
         data.setdefault("train", {})
         data["train"]["out_dir"] = str(self.trials_dir)
         data["train"]["name"] = name
@@ -430,45 +386,14 @@ def validate(sweep: Sweep) -> None:
     elif spec.n_trials is None:
         raise ConfigError(f"sampler '{spec.sampler}' needs n_trials (how many trials to finish)")
 
-    # Every candidate value must give a valid run config.
-    for key in keys:
-        for value in spec.space[key].candidates():
-            data = json.loads(json.dumps(sweep.base))
-            set_dotted(data, key, value)
-            try:
-                C.from_dict(data)
-            except ConfigError as err:
-                raise ConfigError(
-                    f"space key '{key}' = {value!r} gives an invalid run config: {err}"
-                ) from None
-
-    # method.params.* must be keyword arguments of the criterion of every method the sweep may use.
-    param_keys = [k for k in keys if k.startswith("method.params.")]
-    base_params = [f"method.params.{k}" for k in sweep.base.get("method", {}).get("params", {}) or {}]
-    if param_keys or base_params:
-        methods = (
-            spec.space["method.name"].candidates()
-            if "method.name" in spec.space
-            else [sweep.base.get("method", {}).get("name", C.MethodConfig().name)]
-        )
-        for method in methods:
-            accepted = _criterion_kwargs(str(method))
-            if accepted is None:
-                continue
-            for key in param_keys + base_params:
-                arg = key.split(".", 2)[2]
-                if arg not in accepted:
-                    raise ConfigError(
-                        f"'{key}': method '{method}' has no criterion parameter '{arg}'."
-                        f"{did_you_mean(arg, accepted)} Its parameters: {', '.join(accepted) or '(none)'}."
-                    )
+    _check_candidates(sweep)
+    from selfsup.quality import METRICS
 
     obj = sweep.objective
-    if obj.metric not in OBJECTIVE_METRICS:
-        hint = did_you_mean(obj.metric, OBJECTIVE_METRICS)
+    if obj.metric not in METRICS:
+        hint = did_you_mean(obj.metric, METRICS)
         raise ConfigError(
-            f"unknown objective metric '{obj.metric}'.{hint} "
-            f"Label-free metrics: {', '.join(OBJECTIVE_METRICS)}."
+            f"unknown objective metric '{obj.metric}'.{hint} Label-free metrics: {', '.join(METRICS)}."
         )
     sel = spec.selection
     if sel.rule == "threshold":
@@ -481,6 +406,21 @@ def validate(sweep: Sweep) -> None:
             raise ConfigError(f"selection key '{sel.key}' is not swept.{did_you_mean(sel.key, keys)}")
 
 
+def _check_candidates(sweep: Sweep) -> None:
+    """Every combination of candidate values (grid values, both ends of ranges) must give a valid run config
+    (:func:`selfsup.config.from_dict`, which also checks ``method.params`` against each method swept)."""
+    keys = sweep.keys
+    for combo in itertools.product(*(sweep.spec.space[k].candidates() for k in keys)):
+        data = json.loads(json.dumps(sweep.base))
+        for key, value in zip(keys, combo, strict=True):
+            C.set_dotted(data, key, value)
+        try:
+            C.from_dict(data)
+        except ConfigError as err:
+            shown = ", ".join(f"{k} = {v!r}" for k, v in zip(keys, combo, strict=True))
+            raise ConfigError(f"space {shown} gives an invalid run config: {err}") from None
+
+
 def threads_per_worker(spec: SweepSpec) -> int:
     return spec.threads or max(1, (os.cpu_count() or 1) // spec.workers)
 
@@ -490,7 +430,6 @@ def finite(x: Any) -> bool:
 
 
 __all__ = [
-    "OBJECTIVE_METRICS",
     "Objective",
     "ParamSpec",
     "Selection",
@@ -499,7 +438,6 @@ __all__ = [
     "check_key",
     "finite",
     "load_sweep",
-    "set_dotted",
     "threads_per_worker",
     "validate",
 ]

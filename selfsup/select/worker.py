@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import threading
@@ -21,7 +20,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from selfsup.errors import DivergenceError, SelfsupError, unknown_name
+from selfsup.errors import DivergenceError, SelfsupError
+from selfsup.methods import resolve_layer
 from selfsup.select import study as S
 from selfsup.select.spec import ParamSpec, Sweep, finite, load_sweep
 
@@ -102,18 +102,6 @@ def suggest(trial: optuna.Trial, key: str, p: ParamSpec) -> Any:
     return trial.suggest_float(key, float(p.low), float(p.high), step=p.step, log=bool(p.log))
 
 
-def resolve_layer(layer: str, names: list[str]) -> str:
-    """``backbone`` / ``projector`` -> the last layer of each; a layer name is checked."""
-    backbone = [n for n in names if not re.fullmatch(r"proj\d+", n)]
-    proj = [n for n in names if re.fullmatch(r"proj\d+", n)]
-    alias = {"backbone": backbone[-1] if backbone else None, "projector": (proj or backbone or [None])[-1]}
-    if layer in alias and alias[layer] is not None:
-        return alias[layer]
-    if layer not in names:
-        raise unknown_name("layer", layer, ["backbone", "projector", *names])
-    return layer
-
-
 def trial_metrics(summary: dict, sweep: Sweep) -> dict[str, Any]:
     """Score (the objective) and the numbers the summary reports for one finished run."""
     layers = summary["layers"]
@@ -131,7 +119,7 @@ def trial_metrics(summary: dict, sweep: Sweep) -> dict[str, Any]:
 def preflight(sweep: Sweep) -> list[str]:
     """Build the first trial's model once: bad dataset / backbone / layer names fail before any trial."""
     from selfsup.train import build
-    from selfsup.train.loop import _check
+    from selfsup.train.components import check_batch_size
 
     spec = sweep.spec
     params = (
@@ -139,7 +127,7 @@ def preflight(sweep: Sweep) -> list[str]:
     )
     cfg = sweep.trial_config(params, "preflight")
     c = build(cfg)
-    _check(cfg, c.data)
+    check_batch_size(cfg, c.data)
     names = c.model.layer_names
     resolve_layer(sweep.objective.layer, names)
     return names

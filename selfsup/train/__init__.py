@@ -1,5 +1,19 @@
-"""Training: the loop (:func:`fit`), optimisers and schedules, checkpoints."""
+"""Training: the loop (:func:`fit`), what a run is made of (:func:`build`, :func:`load_run`), evaluation of
+frozen features (:func:`embed`, :func:`probe_run`), optimisers and schedules, checkpoints."""
 
-from selfsup.train.loop import build, embed, fit, probe_run
+from selfsup.train.components import Components, build, load_run, monitor_subset, pick_device
+from selfsup.train.evaluate import embed, probe_run
+from selfsup.train.loop import fit
+from selfsup.train.rundir import read_metrics
 
-__all__ = ["build", "embed", "fit", "probe_run"]
+__all__ = [
+    "Components",
+    "build",
+    "embed",
+    "fit",
+    "load_run",
+    "monitor_subset",
+    "pick_device",
+    "probe_run",
+    "read_metrics",
+]

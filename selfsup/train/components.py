@@ -1,0 +1,95 @@
+"""What a run is made of: the device, the data, the model and the views, built from a config or loaded
+from a run directory, and the fixed monitor subset its label-free metrics are computed on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from selfsup import config as C
+from selfsup.data import DataSplits, load_dataset, monitor_indices
+from selfsup.errors import ConfigError, SelfsupError
+from selfsup.methods import SSLModel, get_method
+from selfsup.models import build_backbone
+from selfsup.train import checkpoint as ckpt
+from selfsup.views import build_view_set, default_recipe
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps") from None
+
+
+@dataclass
+class Components:
+    """Everything :func:`build` makes from a config; shared by training, embedding, probes and layers."""
+
+    cfg: C.RunConfig
+    data: DataSplits
+    model: SSLModel
+    views: nn.ModuleList  # one augmentation module per view (asymmetric recipes differ per view)
+    device: torch.device
+
+
+def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
+    """Data (loaded unless given), model and views of a run config, on its device."""
+    device = pick_device(cfg.train.device)
+    data = data or load_dataset(cfg.data.dataset, seed=cfg.train.seed)
+    backbone = build_backbone(cfg.model.backbone, data.sample_shape, **cfg.model.backbone_args)
+    model = SSLModel(
+        get_method(cfg.method.name),
+        backbone,
+        cfg.model.projector,
+        cfg.model.predictor,
+        cfg.method.params,
+        n_train=len(data.train),
+        ema_base=cfg.method.ema_base,
+    ).to(device)
+    recipe = cfg.data.views or data.info.get("default_views") or default_recipe(data.sample_shape)
+    view_args = dict(cfg.data.view_args)
+    if recipe == data.info.get("default_views"):  # e.g. the PDE datasets fill in view_args.equation
+        view_args = {**data.info.get("view_args", {}), **view_args}
+    views = build_view_set(recipe, data.sample_shape, cfg.data.n_views, **view_args).to(device)
+    return Components(cfg, data, model, views, device)
+
+
+def check_batch_size(cfg: C.RunConfig, data: DataSplits) -> None:
+    n = len(data.train)
+    if cfg.train.batch_size > n:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} is larger than the training set ({n} samples); "
+            f"set train.batch_size to at most {n}"
+        )
+
+
+def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Components, Path]:
+    """A trained run: its config, data and model with the newest good checkpoint's weights (and that
+    checkpoint's path). ``device`` overrides the run's ``train.device``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise SelfsupError(f"'{run_dir}' is not a run directory (no config.yaml)")
+    cfg = C.resolve(run_dir)
+    if device is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": device})})
+    c = build(cfg)
+    state, path = ckpt.load_latest(run_dir / "checkpoints", map_location=c.device)
+    c.model.load_state_dict(state["model"])
+    return c, path
+
+
+def monitor_subset(c: Components) -> torch.Tensor:
+    """The fixed, seeded subset of the training samples the label-free metrics are computed on."""
+    n = len(c.data.train)
+    return c.data.train.x[monitor_indices(n, min(c.cfg.data.monitor_size, n), c.cfg.train.seed)]

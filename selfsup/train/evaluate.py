@@ -1,0 +1,85 @@
+"""Evaluation of a model on frozen features: embeddings of named layers, the label-free monitor, the
+final summary (quality report per layer, probes on the test split)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from selfsup.methods import SSLModel, resolve_layer
+from selfsup.probes import knn_probe, linear_probe
+from selfsup.quality import lidar, quality_report
+from selfsup.train.components import Components, monitor_subset
+
+
+@torch.no_grad()
+def embed(
+    model: SSLModel,
+    x: torch.Tensor,
+    device: torch.device,
+    layers: list[str] | None = None,
+    batch_size: int = 1024,
+) -> dict[str, torch.Tensor]:
+    """Embed un-augmented samples in eval mode; returns layer -> N x D float32 on ``device``."""
+    was_training = model.training
+    model.eval()
+    chunks: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(x), batch_size):
+        for k, v in model.embed_layers(x[i : i + batch_size].to(device), layers).items():
+            chunks.setdefault(k, []).append(v.float())
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+@torch.no_grad()
+def monitor(c: Components, x_mon: torch.Tensor, n_lidar: int) -> dict[str, float]:
+    """Label-free quality of the backbone output and the projector output on the monitor subset, and
+    LiDAR of the backbone on the first ``n_lidar`` monitor samples' views."""
+    names = c.model.layer_names
+    out_layers = {"backbone": resolve_layer("backbone", names)}
+    if resolve_layer("projector", names) != out_layers["backbone"]:
+        out_layers["projector"] = resolve_layer("projector", names)
+    feats = embed(c.model, x_mon, c.device, list(dict.fromkeys(out_layers.values())))
+    result = {}
+    for tag, layer in out_layers.items():
+        rep = quality_report(feats[layer])
+        result.update({f"{tag}/{k}": v for k, v in rep.items() if isinstance(v, (int, float))})
+    if n_lidar:
+        xs = x_mon[:n_lidar].to(c.device)
+        was_training = c.model.training
+        c.model.eval()
+        views = torch.stack([c.model.backbone(view(xs)) for view in c.views], 1)
+        c.model.train(was_training)
+        result["backbone/lidar"] = float(lidar(views.float(), c.cfg.data.n_views))
+    return result
+
+
+def probe_run(c: Components, layer: str | None = None) -> dict:
+    """Linear probe and kNN on frozen features of ``layer`` (default: backbone output), test split;
+    ``{}`` when the dataset has no labelled test split."""
+    data = c.data
+    if data.test is None or data.train.y is None or data.test.y is None:
+        return {}
+    layer = resolve_layer(layer, c.model.layer_names)
+    tr = embed(c.model, data.train.x, c.device, [layer])[layer]
+    te = embed(c.model, data.test.x, c.device, [layer])[layer]
+    y_tr, y_te = data.train.y.to(c.device), data.test.y.to(c.device)
+    lin = linear_probe(tr, y_tr, te, y_te)
+    knn = knn_probe(tr, y_tr, te, y_te)
+    return {"probe_layer": layer, "linear_acc": lin.accuracy, "knn_acc": knn.accuracy}
+
+
+def final_summary(c: Components, run_dir: Path) -> dict:
+    """The quality report (with singular values) of every layer on the monitor subset, and the probes."""
+    feats = embed(c.model, monitor_subset(c), c.device)
+    summary: dict = {
+        "run_dir": str(run_dir),
+        "method": c.cfg.method.name,
+        "dataset": c.data.name,
+        "n_train": len(c.data.train),
+        "layers": {layer: quality_report(z, singular_values=True) for layer, z in feats.items()},
+    }
+    summary["rankme_backbone"] = summary["layers"][resolve_layer("backbone", c.model.layer_names)]["rankme"]
+    summary.update(probe_run(c))
+    return summary
