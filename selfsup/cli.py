@@ -1,4 +1,9 @@
-"""The ``selfsup`` command. User mistakes print one clear line and exit with status 2."""
+"""The ``selfsup`` command. User mistakes print one clear line and exit with status 2.
+
+The sub-commands of :mod:`selfsup.select` and :mod:`selfsup.pde` live in :mod:`selfsup.cli_sweep` and
+:mod:`selfsup.cli_pde`. Every command imports what it needs (torch, optuna, h5py) when it runs, so that
+``selfsup --help`` and argument errors stay fast.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import typer
 from rich.table import Table
 
 from selfsup.cli_errors import console, err_console, user_errors
+from selfsup.cli_pde import pde_app
+from selfsup.cli_sweep import layers as _layers_command
+from selfsup.cli_sweep import sweep_app
 from selfsup.errors import SelfsupError
 
 app = typer.Typer(
@@ -60,25 +68,18 @@ def train(
 ):
     """Train a representation. With no argument: VICReg on MNIST-1D (the main job)."""
     from selfsup import config as C
+    from selfsup.report import write_run_report
     from selfsup.train import fit
 
     if resume is not None:
         if not (resume / "config.yaml").is_file():
             raise SelfsupError(f"'{resume}' is not a run directory (no config.yaml)")
         cfg = C.resolve(config or resume, overrides)
-        fit(cfg, run_dir=resume, resume=True, console=console, progress=not quiet)
+        summary = fit(cfg, run_dir=resume, resume=True, console=console, progress=not quiet)
     else:
-        fit(C.resolve(config, overrides), console=console, progress=not quiet)
-
-
-def _load_run(run_dir: Path):
-    from selfsup import config as C
-    from selfsup.train import build
-    from selfsup.train import checkpoint as ckpt
-
-    cfg = C.resolve(run_dir)
-    state, _ = ckpt.load_latest(run_dir / "checkpoints")
-    return cfg, state, build
+        summary = fit(C.resolve(config, overrides), console=console, progress=not quiet)
+    report = write_run_report(summary["run_dir"])
+    console.print(f"run directory: [bold]{summary['run_dir']}[/]  (report: {report})")
 
 
 @app.command()
@@ -93,12 +94,12 @@ def embed(
     """Embed a dataset with a trained run's backbone (or any named layer) and save an N x D .npy."""
     from selfsup.data import load_dataset
     from selfsup.embeddings import save_embeddings
-    from selfsup.train.loop import embed as embed_x
+    from selfsup.methods import resolve_layer
+    from selfsup.train import embed as embed_x
+    from selfsup.train import load_run
 
-    cfg, state, build = _load_run(run_dir)
-    ds = load_dataset(data or cfg.data.dataset, seed=cfg.train.seed)
-    c = build(cfg, data=load_dataset(cfg.data.dataset, seed=cfg.train.seed) if data else ds)
-    c.model.load_state_dict(state["model"])
+    c, _ = load_run(run_dir)
+    ds = load_dataset(data, seed=c.cfg.train.seed) if data else c.data
     part = {"train": ds.train, "test": ds.test}.get(split)
     if part is None:
         raise SelfsupError(
@@ -110,7 +111,7 @@ def embed(
             f"samples of '{ds.name}' have shape {tuple(part.x.shape[1:])} but the run was "
             f"trained on {tuple(c.data.sample_shape)}"
         )
-    layer = layer or c.model.backbone.layer_names[-1]
+    layer = resolve_layer(layer, c.model.layer_names)
     z = embed_x(c.model, part.x, c.device, [layer])[layer]
     save_embeddings(z, output)
     console.print(f"wrote {tuple(z.shape)} embeddings of layer '{layer}' to {output}")
@@ -124,15 +125,9 @@ def probe(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Linear probe and kNN (k = 20) of a trained run on its dataset's test split."""
-    from selfsup.train.loop import probe_run
+    from selfsup.train import load_run, probe_run
 
-    cfg, state, build = _load_run(run_dir)
-    c = build(cfg)
-    c.model.load_state_dict(state["model"])
-    if layer is not None and layer not in c.model.layer_names:
-        from selfsup.errors import unknown_name
-
-        raise unknown_name("layer", layer, c.model.layer_names)
+    c, _ = load_run(run_dir)
     res = probe_run(c, layer)
     if not res:
         raise SelfsupError(f"dataset '{c.data.name}' has no labelled test split; probes need labels")
@@ -168,11 +163,7 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory")):
     console.print(f"wrote {write_run_report(run_dir)}")
 
 
-# --- label-free model selection (selfsup/select) and PDE data (selfsup/pde) ---
-from selfsup.pde.cli import pde_app  # noqa: E402
-from selfsup.select.cli import layers as _layers_command  # noqa: E402
-from selfsup.select.cli import sweep_app  # noqa: E402
-
+# label-free model selection (selfsup/select) and PDE data (selfsup/pde)
 app.add_typer(sweep_app, name="sweep")
 app.add_typer(pde_app, name="pde")
 app.command("layers")(_layers_command)

@@ -1,20 +1,18 @@
 """``selfsup pde``: generate PDE datasets into HDF5 files and summarise them.
 
-Mounted by the main command as ``app.add_typer(pde_app, name="pde")``.
+Mounted by the main command as ``app.add_typer(pde_app, name="pde")``. Heavy imports (torch, h5py) happen
+inside the commands so that ``selfsup --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 
-import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from selfsup.cli_errors import user_errors
+from selfsup.cli_errors import console, user_errors
 from selfsup.errors import ConfigError, SelfsupError
 
 pde_app = typer.Typer(
@@ -23,20 +21,6 @@ pde_app = typer.Typer(
     pretty_exceptions_enable=False,
     help="PDE datasets (KdV, KS, heat, Burgers) with exact Lie point symmetries.",
 )
-
-
-def _parse_params(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--param expects KEY=VALUE, got '{item}'")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out[key.strip()] = tuple(value) if isinstance(value, list) else value
-    return out
 
 
 @pde_app.command()
@@ -57,7 +41,10 @@ def generate(
     param: list[str] = typer.Option([], "--param", "-p", help="override a default, e.g. -p nx=128 -p T=50"),
 ):
     """Generate N trajectories of EQUATION into split S of FILE, with a progress bar."""
+    import torch
+
     from selfsup.pde.generate import generate as run
+    from selfsup.pde.generate import parse_options
     from selfsup.pde.io import list_splits, write_h5
 
     if output.exists() and split in list_splits(output) and not overwrite:
@@ -74,7 +61,7 @@ def generate(
         batch_size=batch_size,
         dtype=torch.float32 if float32 else torch.float64,
         threads=threads,
-        **_parse_params(param),
+        **parse_options(param, "--param expects KEY=VALUE"),
     )
     write_h5(output, data, split=split, overwrite=overwrite)
     typer.echo(
@@ -103,10 +90,10 @@ def info(file: Path = typer.Argument(..., help="HDF5 file (selfsup or LPSDA layo
             _range(d.dx),
             coeffs,
         )
-    Console().print(table)
+    console.print(table)
 
 
-def _range(v: torch.Tensor) -> str:
+def _range(v) -> str:
     lo, hi = v.min().item(), v.max().item()
     return f"{lo:.4g}" if lo == hi else f"[{lo:.4g}, {hi:.4g}]"
 
@@ -166,5 +153,5 @@ def evaluate(
             v = ts[kind]
             table.add_row("time-stepping", target, kind, f"{v['mean']:.4g}", f"{v['std']:.2g}")
     table.caption = "regression: relative error |pred - true| / true; time-stepping: rollout NMSE"
-    Console().print(table)
+    console.print(table)
     typer.echo(f"wrote {Path(run_dir) / 'pde_eval.json'} ({r['seconds']:.0f} s)")
