@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -102,6 +104,26 @@ def test_ridge_probe_single_output_and_more_features_than_samples(digits):
     assert ref.r2 == pytest.approx(r2_score(target_te, pred), abs=1e-6)
     assert res.r2 == pytest.approx(ref.r2, abs=1e-3)  # float32 features, same model
     assert res.n_outputs == 1
+
+
+def test_ridge_probe_predictions_match_sklearn_and_stay_out_of_the_json(digits):
+    # Reference: sklearn Ridge(alpha=10.0).predict on StandardScaler'd features, prediction by prediction
+    # (primal and dual forms, 1-D and 2-D targets); to_dict() and the repr leave the tensor out.
+    x_tr, x_te, y_tr, y_te = digits
+    targets_tr = np.stack([x_tr[:, :32].mean(axis=1), y_tr.astype(float)], axis=1)
+    for n in (len(x_tr), 40):  # k <= n (primal) and k > n (dual)
+        scaler = StandardScaler().fit(x_tr[:n])
+        ridge = Ridge(alpha=10.0).fit(scaler.transform(x_tr[:n]), targets_tr[:n])
+        expected = ridge.predict(scaler.transform(x_te))
+        res = ridge_probe(x_tr[:n], targets_tr[:n], x_te, np.zeros((len(x_te), 2)), alpha=10.0)
+        assert res.predictions.shape == (len(x_te), 2) and res.predictions.dtype == torch.float64
+        np.testing.assert_allclose(res.predictions.numpy(), expected, rtol=1e-6, atol=1e-8)
+    one = ridge_probe(x_tr, targets_tr[:, 1], x_te, y_te, alpha=10.0)
+    assert one.predictions.shape == (len(x_te), 1)
+    d = one.to_dict()
+    assert "predictions" not in d and d["details"] == {"alpha": 10.0}
+    json.dumps(d)
+    assert "predictions" not in repr(one)
 
 
 def test_probe_bad_inputs_raise_clear_errors(digits):

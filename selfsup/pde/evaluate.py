@@ -2,12 +2,15 @@
 
 :func:`evaluate_run` loads a run trained on ``pde:``/``pde-gen:`` data and measures, over ``seeds``:
 
-(a) **coefficient regression**: every coefficient that varies across the training trajectories (Burgers
-    ``nu``; KdV/KS ``L`` and ``T``) is regressed, as ``log(coeff)`` standardised, by
+(a) **coefficient regression** (:func:`coefficient_regression`): every coefficient that varies across the
+    training trajectories (Burgers ``nu``; KdV/KS ``L`` and ``T``) is regressed, as ``log(coeff)``
+    standardised, by
 
-    * ``ssl_linear``: ridge regression on the frozen, standardised representation of the whole (uncropped)
-      trajectories; the ridge penalty is picked on a seeded 80/20 split of the training set, then refit
-      on all of it (so the spread over seeds only reflects the penalty choice);
+    * ``ssl_linear``: :func:`selfsup.probes.ridge_probe` on the frozen representation of the whole
+      (uncropped) trajectories; the ridge penalty is the one of :data:`ALPHAS` with the lowest validation
+      MSE on a seeded 80/20 split of the training set, then the probe is refit on all of it (so the spread
+      over seeds only reflects the penalty choice). The probe standardises the features with the mean and
+      population std of the samples it is fitted on (the 80 % part while the penalty is picked);
     * ``supervised``: an encoder of the same architecture and options plus a linear head, trained end to
       end (AdamW lr 1e-3, MSE, batch 32, ``sup_epochs`` epochs) on the same labelled training set, seeded,
       on random windows of the run's crop size (time and circular x translations: label-preserving; no
@@ -16,13 +19,14 @@
 
     Metric: relative error ``|pred - true| / true`` averaged over the test trajectories.
 
-(b) **time-stepping**: a small 1-D CNN (circular in x) maps ``history`` steps to the next ``future`` steps
-    (as ``u_last + net(history)``), trained on random windows of the training trajectories with MSE, then
-    rolled out autoregressively on the test trajectories from their first ``history`` steps to the end.
-    ``baseline``: no conditioning; ``ssl_conditioned``: a per-channel shift of every hidden layer (or FiLM
-    scale and shift, ``conditioning="film"``) computed linearly from the frozen representation of the first
-    ``history`` steps, i.e. of data the solver already has. The solver's convolutions are dilated (see
-    :class:`CNNSolver`). Metric: ``NMSE = mean((pred - target)^2) / mean(target^2)`` over the whole rollout.
+(b) **time-stepping** (:func:`time_stepping`): a small 1-D CNN (circular in x) maps ``history`` steps to the
+    next ``future`` steps (as ``u_last + net(history)``), trained on random windows of the training
+    trajectories with MSE, then rolled out autoregressively on the test trajectories from their first
+    ``history`` steps to the end. ``baseline``: no conditioning; ``ssl_conditioned``: a per-channel shift of
+    every hidden layer (or FiLM scale and shift, ``conditioning="film"``) computed linearly from the frozen,
+    standardised representation of the first ``history`` steps, i.e. of data the solver already has. The
+    solver's convolutions are dilated (see :class:`CNNSolver`). Metric:
+    ``NMSE = mean((pred - target)^2) / mean(target^2)`` over the whole rollout.
 
 Results (mean, std and per-seed values) are written to ``RUN_DIR/pde_eval.json``.
 """
@@ -40,6 +44,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.errors import ConfigError, SelfsupError
+from selfsup.methods import resolve_layer
+from selfsup.probes import RegressionResult, ridge_probe
+from selfsup.train import Components, embed, load_run
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -48,35 +55,18 @@ def _stats(values: list[float]) -> dict[str, Any]:
     return {"mean": float(t.mean()), "std": std, "values": [float(v) for v in values]}
 
 
-# -------------------------------------------------------------------------------------------- (a) ridge
+# ---------------------------------------------------------------------------- (a) coefficient regression
 
-
-def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    mu, sd = train.mean(0), train.std(0).clamp_min(1e-8)
-    return [(a - mu) / sd for a in (train, *others)]
-
-
-def _ridge_fit(z: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Weights ``(D + 1, k)`` of ``[z, 1] @ W ~ y`` with penalty ``alpha`` on the non-bias weights."""
-    a = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1)
-    reg = alpha * torch.eye(a.shape[1], dtype=z.dtype)
-    reg[-1, -1] = 0
-    return torch.linalg.solve(a.T @ a + reg, a.T @ y)
-
-
-def _ridge_predict(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1) @ w
-
-
+#: Ridge penalties the ``ssl_linear`` probe picks from.
 ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3)
 
 
-def ridge_regression(
-    z_tr: torch.Tensor, y_tr: torch.Tensor, z_te: torch.Tensor, seed: int
-) -> tuple[torch.Tensor, float]:
-    """Ridge on standardised features, penalty picked on a seeded 80/20 split of train; (pred, alpha)."""
-    z_tr, z_te = (z.double().cpu() for z in (z_tr, z_te))
-    z_tr, z_te = _standardise(z_tr, z_te)
+def tuned_ridge(
+    z_tr: torch.Tensor, y_tr: torch.Tensor, z_te: torch.Tensor, y_te: torch.Tensor, seed: int
+) -> RegressionResult:
+    """:func:`ridge_probe` of ``y`` from ``z`` with the penalty of :data:`ALPHAS` that has the lowest MSE on
+    a seeded 20 % validation part of the training set, refit on the whole training set. The penalty is in
+    ``details["alpha"]``, the test predictions in ``predictions``."""
     y_tr = y_tr.double()
     n = len(z_tr)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -86,10 +76,71 @@ def ridge_regression(
         fit = val = perm
     errs = []
     for alpha in ALPHAS:
-        w = _ridge_fit(z_tr[fit], y_tr[fit], alpha)
-        errs.append(float(((_ridge_predict(z_tr[val], w) - y_tr[val]) ** 2).mean()))
+        res = ridge_probe(z_tr[fit], y_tr[fit], z_tr[val], y_tr[val], alpha)
+        errs.append(float(((res.predictions - y_tr[val]) ** 2).mean()))
     alpha = ALPHAS[min(range(len(ALPHAS)), key=errs.__getitem__)]
-    return _ridge_predict(z_te, _ridge_fit(z_tr, y_tr, alpha)), alpha
+    return ridge_probe(z_tr, y_tr, z_te, y_te, alpha)
+
+
+class _Targets:
+    """The coefficients to regress, as ``log`` (when all are positive) standardised with the training mean
+    and std; :meth:`rel_error` maps standardised predictions back and scores them on the test split."""
+
+    def __init__(self, y_tr: torch.Tensor, y_te: torch.Tensor):
+        self.use_log = bool((y_tr > 0).all() and (y_te > 0).all())
+        t_tr, t_te = (y.log() if self.use_log else y for y in (y_tr, y_te))
+        self.mu, self.sd = t_tr.mean(0), t_tr.std(0).clamp_min(1e-12)
+        self.train, self.test = (t_tr - self.mu) / self.sd, (t_te - self.mu) / self.sd
+        self.y_te = y_te
+
+    def rel_error(self, pred_s: torch.Tensor) -> torch.Tensor:
+        """Per-coefficient ``|pred - true| / true``, averaged over the test trajectories."""
+        pred = pred_s * self.sd + self.mu
+        pred = torch.exp(pred) if self.use_log else pred
+        return ((pred - self.y_te).abs() / self.y_te.abs().clamp_min(1e-12)).mean(0)
+
+
+def coefficient_regression(c: Components, layer: str, seeds: list[int], sup_epochs: int) -> dict:
+    """Task (a) of the module docstring for the loaded run ``c``: the result's ``"regression"`` section."""
+    cfg, data = c.cfg, c.data
+    coeffs_tr, coeffs_te = data.info["coeffs"]["train"], data.info["coeffs"]["test"]
+    names = [k for k, v in coeffs_tr.items() if len(v) > 1 and float(v.std()) > 1e-9 * float(v.abs().mean())]
+    reg: dict[str, Any] = {"targets": names, "metric": "relative error |pred - true| / true"}
+    if not names:
+        reg["note"] = "no coefficient varies across the training trajectories"
+        return reg
+    y = _Targets(*(torch.stack([coeffs[k] for k in names], 1) for coeffs in (coeffs_tr, coeffs_te)))
+    reg["log_target"] = y.use_log
+    z_tr = embed(c.model, data.train.x, c.device, [layer])[layer].cpu()
+    z_te = embed(c.model, data.test.x, c.device, [layer])[layer].cpu()
+    crop = cfg.data.view_args.get("crop") if (cfg.data.views or "pde") == "pde" else None
+    runs: dict[str, list[torch.Tensor]] = {"ssl_linear": [], "supervised": []}
+    alphas = []
+    for s in seeds:
+        ridge = tuned_ridge(z_tr, y.train, z_te, y.test, s)
+        alphas.append(ridge.details["alpha"])
+        runs["ssl_linear"].append(y.rel_error(ridge.predictions))
+        pred = supervised_regression(
+            cfg.model.backbone,
+            cfg.model.backbone_args,
+            data.sample_shape,
+            data.train.x,
+            y.train,
+            data.test.x,
+            s,
+            sup_epochs,
+            c.device,
+            crop=crop,
+        )
+        runs["supervised"].append(y.rel_error(pred))
+    for kind, vals in runs.items():
+        reg[kind] = {k: _stats([float(v[j]) for v in vals]) for j, k in enumerate(names)}
+    mean_err = y.rel_error(torch.zeros(1, len(names), dtype=torch.float64))
+    reg["mean"] = {k: float(mean_err[j]) for j, k in enumerate(names)}
+    reg["ridge_alpha"] = alphas
+    reg["supervised_epochs"] = sup_epochs
+    reg["supervised_crop"] = list(crop) if crop else None
+    return reg
 
 
 def supervised_regression(
@@ -162,14 +213,11 @@ class CNNSolver(nn.Module):
     ``depth`` convolutions (kernel 5, GELU) then an output convolution. With ``dilated=True`` (default) the
     i-th hidden convolution has dilation ``2^i``, so the receptive field is ``+-(2 (2^depth - 1) + 2)`` cells
     (+-64 for depth 5) instead of ``+-(2 depth + 2)`` (+-12): on the KdV/KS data the solution moves by tens
-    of cells within the 20 predicted steps (persistence NMSE 1.6 / 1.4 over the test rollout), which a
-    plain stack cannot see.
+    of cells within the predicted steps, which a plain stack cannot see.
 
     With ``cond_dim > 0`` a linear map of the conditioning vector modulates every hidden layer, initialised
     to the identity: ``conditioning="shift"`` (default) adds a per-channel shift, ``"film"`` computes
-    ``(1 + scale) * h + shift`` (FiLM). Measured on KdV (300 steps, seed 0): FiLM-conditioned solvers fit
-    even the *training* trajectories worse than the unconditioned one (rollout NMSE 0.69 vs 0.58), the
-    additive shift does not (0.57) and lowers the test NMSE (0.47 vs 0.54).
+    ``(1 + scale) * h + shift`` (FiLM).
     """
 
     def __init__(
@@ -271,6 +319,52 @@ def rollout_nmse(
     return float(((pred - target) ** 2).mean() / (target**2).mean()), n_blocks * future
 
 
+def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Scale every tensor with the mean and (sample) std of ``train``; for the solver's conditioning."""
+    mu, sd = train.mean(0), train.std(0).clamp_min(1e-8)
+    return [(a - mu) / sd for a in (train, *others)]
+
+
+def time_stepping(
+    c: Components,
+    layer: str,
+    seeds: list[int],
+    steps: int,
+    history: int,
+    future: int,
+    dilated: bool = True,
+    conditioning: str = "shift",
+) -> dict:
+    """Task (b) of the module docstring for the loaded run ``c``, ``steps`` training steps per solver: the
+    result's ``"timestepping"`` section."""
+    data = c.data
+    u_tr, u_te = data.train.x[:, 0], data.test.x[:, 0]
+    nt = u_tr.shape[1]
+    if nt < history + future:
+        raise ConfigError(
+            f"time-stepping needs trajectories of at least history + future = {history + future} steps, "
+            f"got {nt}; lower --history/--future"
+        )
+    z0_tr = embed(c.model, data.train.x[:, :, :history], c.device, [layer])[layer].cpu()
+    z0_te = embed(c.model, data.test.x[:, :, :history], c.device, [layer])[layer].cpu()
+    z0_tr, z0_te = _standardise(z0_tr, z0_te)
+    solver = {"depth": None, "dilated": dilated, "conditioning": conditioning, "receptive_field_cells": None}
+    ts: dict[str, Any] = {"history": history, "future": future, "train_steps": steps, "solver": solver}
+    vals: dict[str, list[float]] = {"baseline": [], "ssl_conditioned": []}
+    for s in seeds:
+        for kind, (cond_tr, cond_te) in {"baseline": (None, None), "ssl_conditioned": (z0_tr, z0_te)}.items():
+            model = train_solver(
+                u_tr, cond_tr, history, future, steps, s, c.device, dilated=dilated, conditioning=conditioning
+            )
+            solver.update(depth=len(model.convs), receptive_field_cells=model.receptive_field)
+            nmse, n_pred = rollout_nmse(model, u_te, cond_te, history, future, c.device)
+            vals[kind].append(nmse)
+    ts["rollout_steps"] = n_pred
+    ts["metric"] = "NMSE = mean((pred - target)^2) / mean(target^2) over the rollout"
+    ts.update({k: _stats(v) for k, v in vals.items()})
+    return ts
+
+
 # ------------------------------------------------------------------------------------------------ driver
 
 
@@ -287,147 +381,42 @@ def evaluate_run(
     solver_dilated: bool = True,
     conditioning: str = "shift",
 ) -> dict:
-    """Run (a) coefficient regression and (b) time-stepping for a trained PDE run; write ``pde_eval.json``.
+    """Run (a) :func:`coefficient_regression` and (b) :func:`time_stepping` for a trained PDE run on the
+    representation of ``layer`` (default: the backbone output); write ``pde_eval.json`` and return it.
 
     ``skip`` may hold ``"regression"`` and/or ``"timestepping"``; ``solver_dilated=False`` uses the plain
     (undilated) convolution stack for the time-stepper; ``conditioning`` is ``"shift"`` or ``"film"`` (see
     :class:`CNNSolver`). See the module docstring for the protocol.
     """
-    from selfsup import config as C
-    from selfsup.data import load_dataset
-    from selfsup.train import build
-    from selfsup.train import checkpoint as ckpt
-    from selfsup.train.loop import embed, pick_device
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise SelfsupError(f"{run_dir} is not a run directory (no config.yaml)")
     if int(seeds) < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if conditioning not in CONDITIONING:
         raise ConfigError(f"--conditioning must be one of {', '.join(CONDITIONING)}, got '{conditioning}'")
     t_start = time.perf_counter()
-    cfg = C.resolve(run_dir)
-    state, _ = ckpt.load_latest(run_dir / "checkpoints")
-    data = load_dataset(cfg.data.dataset, seed=cfg.train.seed)
-    if "coeffs" not in data.info or data.test is None:
+    run_dir = Path(run_dir)
+    c, _ = load_run(run_dir, device=device)
+    if "coeffs" not in c.data.info or c.data.test is None:
         raise SelfsupError(
-            f"'{cfg.data.dataset}' is not a PDE dataset with a test split (pde:PATH.h5 with train and "
+            f"'{c.cfg.data.dataset}' is not a PDE dataset with a test split (pde:PATH.h5 with train and "
             "test/valid splits, or pde-gen:EQUATION)"
         )
-    dev = pick_device(device)
-    c = build(cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": str(dev)})}), data)
-    c.model.load_state_dict(state["model"])
-    layer = layer or c.model.backbone.layer_names[-1]
-    z_tr = embed(c.model, data.train.x, dev, [layer])[layer].cpu()
-    z_te = embed(c.model, data.test.x, dev, [layer])[layer].cpu()
+    layer = resolve_layer(layer, c.model.layer_names)
     seed_list = list(range(int(seeds)))
     result: dict[str, Any] = {
         "run_dir": str(run_dir),
-        "dataset": cfg.data.dataset,
-        "equation": data.info.get("equation"),
+        "dataset": c.cfg.data.dataset,
+        "equation": c.data.info.get("equation"),
         "layer": layer,
-        "n_train": len(data.train),
-        "n_test": len(data.test),
+        "n_train": len(c.data.train),
+        "n_test": len(c.data.test),
         "seeds": seed_list,
     }
-
     if "regression" not in skip:
-        coeffs_tr, coeffs_te = data.info["coeffs"]["train"], data.info["coeffs"]["test"]
-        names = [
-            k for k, v in coeffs_tr.items() if len(v) > 1 and float(v.std()) > 1e-9 * float(v.abs().mean())
-        ]
-        reg: dict[str, Any] = {"targets": names, "metric": "relative error |pred - true| / true"}
-        if not names:
-            reg["note"] = "no coefficient varies across the training trajectories"
-        else:
-            y_te = torch.stack([coeffs_te[k] for k in names], 1)
-            y_tr = torch.stack([coeffs_tr[k] for k in names], 1)
-            use_log = bool((y_tr > 0).all() and (y_te > 0).all())  # positive coefficients: regress logs
-            y_tr = y_tr.log() if use_log else y_tr
-            mu, sd = y_tr.mean(0), y_tr.std(0).clamp_min(1e-12)
-            y_tr_s = (y_tr - mu) / sd
-
-            def rel(pred_s: torch.Tensor) -> torch.Tensor:  # per-coefficient relative error
-                pred = pred_s * sd + mu
-                pred = torch.exp(pred) if use_log else pred
-                return ((pred - y_te).abs() / y_te.abs().clamp_min(1e-12)).mean(0)
-
-            reg["log_target"] = use_log
-
-            crop = cfg.data.view_args.get("crop") if (cfg.data.views or "pde") == "pde" else None
-            runs: dict[str, list[torch.Tensor]] = {"ssl_linear": [], "supervised": []}
-            alphas = []
-            for s in seed_list:
-                p, alpha = ridge_regression(z_tr, y_tr_s, z_te, s)
-                alphas.append(alpha)
-                runs["ssl_linear"].append(rel(p))
-                p = supervised_regression(
-                    cfg.model.backbone,
-                    cfg.model.backbone_args,
-                    data.sample_shape,
-                    data.train.x,
-                    y_tr_s,
-                    data.test.x,
-                    s,
-                    sup_epochs,
-                    dev,
-                    crop=crop,
-                )
-                runs["supervised"].append(rel(p))
-            mean_err = rel(torch.zeros(1, len(names), dtype=torch.float64))
-            for kind, vals in runs.items():
-                reg[kind] = {k: _stats([float(v[j]) for v in vals]) for j, k in enumerate(names)}
-            reg["mean"] = {k: float(mean_err[j]) for j, k in enumerate(names)}
-            reg["ridge_alpha"] = alphas
-            reg["supervised_epochs"] = sup_epochs
-            reg["supervised_crop"] = list(crop) if crop else None
-        result["regression"] = reg
-
+        result["regression"] = coefficient_regression(c, layer, seed_list, sup_epochs)
     if "timestepping" not in skip:
-        u_tr, u_te = data.train.x[:, 0], data.test.x[:, 0]
-        nt = u_tr.shape[1]
-        if nt < history + future:
-            raise ConfigError(
-                f"time-stepping needs trajectories of at least history + future = {history + future} steps, "
-                f"got {nt}; lower --history/--future"
-            )
-        z0_tr = embed(c.model, data.train.x[:, :, :history], dev, [layer])[layer].cpu()
-        z0_te = embed(c.model, data.test.x[:, :, :history], dev, [layer])[layer].cpu()
-        z0_tr, z0_te = _standardise(z0_tr, z0_te)
-        ts: dict[str, Any] = {
-            "history": history,
-            "future": future,
-            "train_steps": solver_steps,
-            "solver": {
-                "depth": None,
-                "dilated": solver_dilated,
-                "conditioning": conditioning,
-                "receptive_field_cells": None,
-            },
-        }
-        vals: dict[str, list[float]] = {"baseline": [], "ssl_conditioned": []}
-        for s in seed_list:
-            for kind, (ctr, cte) in {"baseline": (None, None), "ssl_conditioned": (z0_tr, z0_te)}.items():
-                model = train_solver(
-                    u_tr,
-                    ctr,
-                    history,
-                    future,
-                    solver_steps,
-                    s,
-                    dev,
-                    dilated=solver_dilated,
-                    conditioning=conditioning,
-                )
-                ts["solver"].update(depth=len(model.convs), receptive_field_cells=model.receptive_field)
-                nmse, n_pred = rollout_nmse(model, u_te, cte, history, future, dev)
-                vals[kind].append(nmse)
-        ts["rollout_steps"] = n_pred
-        ts["metric"] = "NMSE = mean((pred - target)^2) / mean(target^2) over the rollout"
-        ts.update({k: _stats(v) for k, v in vals.items()})
-        result["timestepping"] = ts
-
+        result["timestepping"] = time_stepping(
+            c, layer, seed_list, solver_steps, history, future, solver_dilated, conditioning
+        )
     result["seconds"] = time.perf_counter() - t_start
     for section in ("regression", "timestepping"):
         for v in result.get(section, {}).values():

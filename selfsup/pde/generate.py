@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,22 @@ from rich.progress import Progress
 from selfsup.errors import ConfigError
 from selfsup.pde.data import PDEData
 from selfsup.pde.equations import get_equation, initial_condition
+
+
+def parse_options(items: list[str], usage: str) -> dict[str, Any]:
+    """``["nx=128", "nu_range=[0.1, 1]"]`` -> ``{"nx": 128, "nu_range": (0.1, 1)}``: generator options given
+    as text (values read as JSON, else kept as strings; lists become tuples). ``usage`` shows the form."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{usage}, got '{item}'")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return options
 
 
 @contextmanager

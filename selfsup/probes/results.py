@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class RegressionResult:
         n_train, n_test, n_outputs: sizes.
         method: ``"ridge"``.
         details: method-specific extras (alpha...).
+        predictions: the test-split predictions, ``(n_test, n_outputs)`` float64 (2-D even for 1-D
+            targets), or None; left out of :meth:`to_dict`, the repr and comparisons.
     """
 
     r2: float
@@ -52,6 +56,10 @@ class RegressionResult:
     n_outputs: int
     method: str = "ridge"
     details: dict = field(default_factory=dict)
+    predictions: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The JSON-ready fields (everything but ``predictions``)."""
+        d = asdict(replace(self, predictions=None))
+        del d["predictions"]
+        return d

@@ -26,7 +26,7 @@ def _r2(pred: torch.Tensor, y: torch.Tensor) -> list[float]:
 
 
 def ridge_probe(x_tr, y_tr, x_te, y_te, alpha: float = 1.0) -> RegressionResult:
-    """Ridge regression of targets from frozen features; returns test R^2 and relative error.
+    """Ridge regression of targets from frozen features; returns test R^2, relative error and predictions.
 
     Features are standardised with the training mean and std (as ``StandardScaler``) and the targets are
     centred (the intercept is not penalised); then ``W = (X^T X + alpha I)^-1 X^T Y`` in float64 (the dual
@@ -41,7 +41,7 @@ def ridge_probe(x_tr, y_tr, x_te, y_te, alpha: float = 1.0) -> RegressionResult:
     Returns:
         :class:`RegressionResult`: ``r2`` (test, uniform average over outputs as scikit-learn's
         ``r2_score``), ``rel_error = ||pred - y||_F / ||y||_F`` (test; 0 or inf when y is all zero),
-        ``train_r2`` and ``r2_per_output``.
+        ``train_r2``, ``r2_per_output`` and the test ``predictions`` ``(n_test, n_outputs)``, float64.
     """
     if not alpha >= 0:
         raise SelfsupError(f"ridge alpha must be >= 0; got {alpha}.")
@@ -81,4 +81,5 @@ def ridge_probe(x_tr, y_tr, x_te, y_te, alpha: float = 1.0) -> RegressionResult:
         n_test=int(xb.shape[0]),
         n_outputs=int(ya.shape[1]),
         details={"alpha": float(alpha)},
+        predictions=pred_te,
     )
