@@ -48,9 +48,17 @@ def load_image_folder(path: str | Path, seed: int = 0, image_size=32, mode: str 
     (C = 3 for ``mode="RGB"``, 1 for ``"L"``). Labelled folders get a seeded stratified 20 % test split;
     unlabelled ones have no test split.
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(path).expanduser()
+    _check_folder_args(root, mode)
+    height, width = _size_pair(image_size)
+    class_names, files = _labelled_files(root)
+    channels = 3 if mode == "RGB" else 1
+    x, labels, n_skipped = _read_images(root, files, mode, height, width, channels)
+    info = {"source": str(root), "skipped": n_skipped, "image_size": (height, width), "mode": mode}
+    return _folder_splits(root, x, labels, class_names, seed, info, (channels, height, width))
+
+
+def _check_folder_args(root: Path, mode: str) -> None:
     if not root.exists():
         raise SelfsupError(f"image folder '{root}' does not exist; check the path after 'folder:'.")
     if not root.is_dir():
@@ -60,8 +68,13 @@ def load_image_folder(path: str | Path, seed: int = 0, image_size=32, mode: str 
         )
     if mode not in ("RGB", "L"):
         raise SelfsupError(f"image mode must be 'RGB' or 'L', got {mode!r}.")
-    height, width = _size_pair(image_size)
 
+
+def _labelled_files(root: Path) -> tuple[list[str] | None, list[tuple[Path, int]]]:
+    """Class names (None if unlabelled) and (image path, class index or -1) pairs; raises if there are none.
+
+    Images in class sub-folders win: top-level images beside them are ignored, with a warning.
+    """
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     per_class = {d.name: _images_under(d, recursive=True) for d in class_dirs}
     per_class = {k: v for k, v in per_class.items() if v}
@@ -74,7 +87,7 @@ def load_image_folder(path: str | Path, seed: int = 0, image_size=32, mode: str 
                 f"image folder '{root}' has class sub-folders and also {len(loose)} image(s) "
                 "at its top level; "
                 "the top-level images have no class and were ignored.",
-                stacklevel=3,
+                stacklevel=4,
             )
     else:
         class_names = None
@@ -86,8 +99,18 @@ def load_image_folder(path: str | Path, seed: int = 0, image_size=32, mode: str 
             f"no images found in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)} at the top level and in "
             f"class sub-folders).{found}"
         )
+    return class_names, files
 
-    channels = 3 if mode == "RGB" else 1
+
+def _read_images(
+    root: Path, files: list[tuple[Path, int]], mode: str, height: int, width: int, channels: int
+) -> tuple[torch.Tensor, list[int], int]:
+    """The images read and resized, float32 ``N x C x H x W`` in [0, 1]; their labels; the count skipped.
+
+    Unreadable files are skipped with one warning; raises if none could be read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
     arrays, labels, skipped = [], [], []
     for p, label in files:
         try:
@@ -103,14 +126,24 @@ def load_image_folder(path: str | Path, seed: int = 0, image_size=32, mode: str 
         names = ", ".join(str(p.relative_to(root)) for p in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         warnings.warn(
-            f"skipped {len(skipped)} unreadable image file(s) in '{root}': {names}{more}.", stacklevel=3
+            f"skipped {len(skipped)} unreadable image file(s) in '{root}': {names}{more}.", stacklevel=4
         )
     if not arrays:
         raise SelfsupError(f"none of the {len(files)} image file(s) in '{root}' could be read.")
-
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-    info = {"source": str(root), "skipped": len(skipped), "image_size": (height, width), "mode": mode}
-    sample_shape = (channels, height, width)
+    return x, labels, len(skipped)
+
+
+def _folder_splits(
+    root: Path,
+    x: torch.Tensor,
+    labels: list[int],
+    class_names: list[str] | None,
+    seed: int,
+    info: dict,
+    sample_shape: tuple[int, int, int],
+) -> DataSplits:
+    """The unlabelled dataset, or (with class names) a seeded stratified train/test split of it."""
     if class_names is None:
         return DataSplits(
             name=f"folder:{root}",

@@ -49,6 +49,34 @@ def linear_probe(
         :class:`ProbeResult` with ``accuracy`` (test), ``train_accuracy`` and, in ``details``, ``n_iter``,
         ``converged``, ``C`` and ``loss``.
     """
+    _check_options(C, weight_decay, max_iter, dtype)
+    xa, xb = check_features(x_tr, x_te)
+    ya = check_labels(y_tr, xa, "y_tr", "x_tr")
+    yb = check_labels(y_te, xb, "y_te", "x_te")
+    classes, target = class_index(ya)
+    dt = compute_dtype(xa, dtype)
+    xs_tr, xs_te = standardize(xa.to(dt), xb.to(dt))
+    n = xs_tr.shape[0]
+    n_classes = classes.numel()
+    penalty = 1.0 / C if weight_decay is None else weight_decay * n  # on the sum-of-losses scale
+    weight, bias, final_loss, n_iter = _fit_lbfgs(xs_tr, target, n_classes, penalty, max_iter, tol)
+    return ProbeResult(
+        accuracy=_accuracy(xs_te, yb, weight, bias, classes),
+        train_accuracy=_accuracy(xs_tr, ya, weight, bias, classes),
+        n_train=int(n),
+        n_test=int(xb.shape[0]),
+        n_classes=int(n_classes),
+        method="linear",
+        details={
+            "n_iter": n_iter,
+            "converged": n_iter < int(max_iter),
+            "C": float(1.0 / penalty) if penalty > 0 else float("inf"),
+            "loss": final_loss,
+        },
+    )
+
+
+def _check_options(C: float, weight_decay: float | None, max_iter: int, dtype: torch.dtype) -> None:
     if weight_decay is not None and C != 1.0:
         raise SelfsupError("give either C or weight_decay to linear_probe, not both.")
     if weight_decay is not None and not weight_decay >= 0:
@@ -59,18 +87,19 @@ def linear_probe(
         raise SelfsupError(f"max_iter must be a positive integer; got {max_iter}.")
     if dtype not in (torch.float32, torch.float64):
         raise SelfsupError(f"linear_probe computes in torch.float32 or torch.float64; got {dtype}.")
-    xa, xb = check_features(x_tr, x_te)
-    ya = check_labels(y_tr, xa, "y_tr", "x_tr")
-    yb = check_labels(y_te, xb, "y_te", "x_te")
-    classes, target = class_index(ya)
-    dt = compute_dtype(xa, dtype)
-    xs_tr, xs_te = standardize(xa.to(dt), xb.to(dt))
-    n, k = xs_tr.shape
-    n_classes = classes.numel()
-    penalty = 1.0 / C if weight_decay is None else weight_decay * n  # on the sum-of-losses scale
 
-    weight = torch.zeros(k, n_classes, dtype=dt, device=xs_tr.device, requires_grad=True)
-    bias = torch.zeros(n_classes, dtype=dt, device=xs_tr.device, requires_grad=True)
+
+def _fit_lbfgs(
+    xs: torch.Tensor, target: torch.Tensor, n_classes: int, penalty: float, max_iter: int, tol: float
+) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+    """Minimise the mean cross-entropy plus ``0.5 * penalty * ||W||^2 / N`` from zero with L-BFGS.
+
+    Returns ``weight``, ``bias``, the final loss and the number of L-BFGS iterations run.
+    """
+    n, k = xs.shape
+    dt = xs.dtype
+    weight = torch.zeros(k, n_classes, dtype=dt, device=xs.device, requires_grad=True)
+    bias = torch.zeros(n_classes, dtype=dt, device=xs.device, requires_grad=True)
     opt = torch.optim.LBFGS(
         [weight, bias],
         lr=1.0,
@@ -84,7 +113,7 @@ def linear_probe(
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        logits = xs_tr @ weight + bias
+        logits = xs @ weight + bias
         loss = (F.cross_entropy(logits, target, reduction="sum") + 0.5 * penalty * (weight**2).sum()) / n
         loss.backward()
         return loss
@@ -93,23 +122,13 @@ def linear_probe(
         opt.step(closure)
         final_loss = float(closure().detach())
     n_iter = int(opt.state[opt._params[0]].get("n_iter", 0))
+    return weight, bias, final_loss, n_iter
 
+
+def _accuracy(
+    xs: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, classes: torch.Tensor
+) -> float:
+    """Fraction of rows of ``xs`` whose predicted class (argmax of ``xs W + b``) equals ``y``."""
     with torch.no_grad():
-        pred_tr = classes[(xs_tr @ weight + bias).argmax(dim=1)]
-        pred_te = classes[(xs_te @ weight + bias).argmax(dim=1)]
-        acc_tr = float((pred_tr == ya).to(torch.float64).mean())
-        acc_te = float((pred_te == yb).to(torch.float64).mean())
-    return ProbeResult(
-        accuracy=acc_te,
-        train_accuracy=acc_tr,
-        n_train=int(n),
-        n_test=int(xb.shape[0]),
-        n_classes=int(n_classes),
-        method="linear",
-        details={
-            "n_iter": n_iter,
-            "converged": n_iter < int(max_iter),
-            "C": float(1.0 / penalty) if penalty > 0 else float("inf"),
-            "loss": final_loss,
-        },
-    )
+        pred = classes[(xs @ weight + bias).argmax(dim=1)]
+        return float((pred == y).to(torch.float64).mean())

@@ -121,14 +121,32 @@ def run_sweep(
 
 
 def _work(sweep: Sweep, study, st, console: Console, progress: bool) -> None:
+    procs = _start_workers(sweep)
+    in_main = threading.current_thread() is threading.main_thread()
+    old = (
+        signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    )  # forward a kill to the workers
+    try:
+        _watch(sweep, study, st, procs, _progress_bar(console, progress))
+    except KeyboardInterrupt:
+        _interrupt_workers(procs)
+        raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old)
+        for _, log in procs:
+            log.close()
+
+
+def _start_workers(sweep: Sweep) -> list[tuple[subprocess.Popen, Any]]:
+    """Start ``spec.workers`` worker processes, each writing to its log; return (process, open log) pairs."""
     spec = sweep.spec
-    n = sweep.n_trials
     sweep_dir = sweep.sweep_dir.resolve()
     threads = threads_per_worker(spec)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = []
     for i in range(spec.workers):
-        log = open(sweep_dir / "logs" / f"worker-{i}.log", "a")  # closed in the finally below
+        log = open(sweep_dir / "logs" / f"worker-{i}.log", "a")  # closed in _work's finally
         procs.append(
             (
                 subprocess.Popen(
@@ -150,14 +168,15 @@ def _work(sweep: Sweep, study, st, console: Console, progress: bool) -> None:
                 log,
             )
         )
+    return procs
 
-    def _terminate(signum, frame):
-        raise KeyboardInterrupt
 
-    in_main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, _terminate) if in_main else None  # forward a kill to the workers
-    seen: set[int] = set()
-    bar = Progress(
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _progress_bar(console: Console, progress: bool) -> Progress:
+    return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -167,45 +186,48 @@ def _work(sweep: Sweep, study, st, console: Console, progress: bool) -> None:
         disable=not progress,
         transient=True,
     )
-    try:
-        with bar:
-            task = bar.add_task(sweep.name, total=n, status="")
-            while True:
-                S.reap(study, st, spec.grace_period)
-                recs = S.records(study)
-                for r in sorted(recs, key=lambda r: r.number):
-                    if r.number not in seen and r.state in ("complete", "failed", "interrupted"):
-                        seen.add(r.number)
-                        bar.console.print(_line(sweep, r))
-                s = _status(recs, n, spec.direction)
-                best = s["best"]
-                bar.update(
-                    task,
-                    completed=s["done"],
-                    status=(
-                        f"running {s['running']}  failed {s['failed']}  best "
-                        + (f"{best.score:.4g} (trial {best.number})" if best else "-")
-                    ),
-                )
-                if all(p.poll() is not None for p, _ in procs):
-                    break
-                time.sleep(0.5)
-    except KeyboardInterrupt:
-        for p, _ in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)  # workers mark their trial interrupted and stop
-        deadline = time.time() + 30
-        for p, _ in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, old)
-        for _, log in procs:
-            log.close()
+
+
+def _watch(sweep: Sweep, study, st, procs: list[tuple[subprocess.Popen, Any]], bar: Progress) -> None:
+    """Until every worker has exited: reap dead trials, print each finished trial once, update the bar."""
+    spec = sweep.spec
+    n = sweep.n_trials
+    seen: set[int] = set()
+    with bar:
+        task = bar.add_task(sweep.name, total=n, status="")
+        while True:
+            S.reap(study, st, spec.grace_period)
+            recs = S.records(study)
+            for r in sorted(recs, key=lambda r: r.number):
+                if r.number not in seen and r.state in ("complete", "failed", "interrupted"):
+                    seen.add(r.number)
+                    bar.console.print(_line(sweep, r))
+            s = _status(recs, n, spec.direction)
+            best = s["best"]
+            bar.update(
+                task,
+                completed=s["done"],
+                status=(
+                    f"running {s['running']}  failed {s['failed']}  best "
+                    + (f"{best.score:.4g} (trial {best.number})" if best else "-")
+                ),
+            )
+            if all(p.poll() is not None for p, _ in procs):
+                break
+            time.sleep(0.5)
+
+
+def _interrupt_workers(procs: list[tuple[subprocess.Popen, Any]]) -> None:
+    """SIGINT the running workers, wait up to 30 s in all for them to exit, then kill the rest."""
+    for p, _ in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)  # workers mark their trial interrupted and stop
+    deadline = time.time() + 30
+    for p, _ in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def sweep_summary(

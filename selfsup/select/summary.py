@@ -26,48 +26,14 @@ def summarize(
 ) -> dict[str, Any]:
     """Everything ``selfsup sweep summary`` shows, as a JSON-serialisable dict."""
     spec = sweep.spec
-    rule = rule or spec.selection.rule
-    tol = spec.selection.tol if tol is None else tol
-    prefer = prefer or spec.selection.prefer
-    key = key or spec.selection.key or (sweep.keys[0] if len(sweep.keys) == 1 else None)
+    rule, tol, prefer, key = _resolve_selection(sweep, rule, tol, prefer, key)
     n = sweep.n_trials
     slots = S.slot_table(recs, n)
     finished = [slots.done[k] for k in sorted(slots.done)]  # sweep order = slot order
-    counts = {
-        "n_trials": n,
-        "complete": sum(r.state == "complete" for r in finished),
-        "failed": sum(r.state == "failed" for r in finished),
-        "running": len(slots.busy),
-        "pending": n - len(slots.done) - len(slots.busy),
-        "interrupted": sum(r.state == "interrupted" for r in recs),
-        "surplus": sum(r.state == "surplus" for r in recs),
-    }
-    rows = []
-    for r in finished:
-        row = {
-            "slot": r.slot,
-            "trial": r.number,
-            "state": r.state,
-            "params": r.params,
-            "score": r.score,
-            "run_dir": r.run_dir,
-        }
-        for a in ACCURACIES:
-            row[a] = r.metrics.get(a)
-        if r.state == "failed":
-            row["outcome"], row["reason"] = r.outcome, r.reason
-        if r.resumed_from is not None:
-            row["resumed_from"] = r.resumed_from
-        rows.append(row)
-
+    counts = _counts(recs, slots, n)
+    rows = [_trial_row(r) for r in finished]
     scores = [row["score"] for row in rows]
-    if rule == "threshold":
-        if key is None:
-            raise SelfsupError(f"the threshold rule needs a key (one of {', '.join(sweep.keys)})")
-        if key not in sweep.keys:
-            raise unknown_name("swept key", key, sweep.keys)
-    values = [row["params"].get(key) for row in rows] if key else None
-    pick = sel.select(scores, values, rule=rule, tol=tol, prefer=prefer, direction=spec.direction)
+    pick, selection = _select(sweep, rows, scores, rule, tol, prefer, key)
     out: dict[str, Any] = {
         "name": sweep.name,
         "sweep_dir": str(sweep.sweep_dir),
@@ -76,47 +42,120 @@ def summarize(
         "sampler": spec.sampler,
         "space": {k: v.model_dump(exclude_none=True) for k, v in spec.space.items()},
         "counts": counts,
-        "selection": {
-            "rule": rule,
-            "tol": tol if rule == "threshold" else None,
-            "prefer": prefer if rule == "threshold" else None,
-            "key": key if rule == "threshold" else None,
-            "pick": _brief(rows[pick]) if pick is not None else None,
-        },
+        "selection": selection,
         "trials": rows,
     }
-    if rule == "threshold":
-        cands = sel.threshold_candidates(scores, tol, spec.direction)
-        out["selection"]["candidates"] = [rows[i]["trial"] for i in cands]
     labelled = any(finite(row.get(a)) for row in rows for a in ACCURACIES)
     out["labelled"] = labelled
+    oracle = None
     if labelled:
-        agreement, oracle = {}, {}
-        for a in ACCURACIES:
-            accs = [row.get(a) for row in rows]
-            g = sel.oracle_gap(pick, accs)
-            agreement[a] = {
-                **sel.rank_agreement(scores, accs),
-                "pick_acc": g["pick_acc"],
-                "oracle_acc": g["oracle_acc"],
-                "gap_points": g["gap_points"],
-                "oracle_trial": rows[g["oracle"]]["trial"] if g["oracle"] is not None else None,
-            }
-            oracle[a] = _brief(rows[g["oracle"]]) if g["oracle"] is not None else None
-        out["agreement"] = agreement
+        out["agreement"], oracle = _agreement(rows, scores, pick)
         out["oracle"] = oracle
-        out["per_param"] = {
-            k: {
-                "pick": rows[pick]["params"].get(k) if pick is not None else None,
-                **{f"oracle_{a}": (oracle[a] or {}).get("params", {}).get(k) for a in ACCURACIES},
-            }
-            for k in sweep.keys
-        }
-    else:
-        out["per_param"] = {
-            k: {"pick": rows[pick]["params"].get(k) if pick is not None else None} for k in sweep.keys
-        }
+    out["per_param"] = _per_param(sweep.keys, rows, pick, oracle)
     return out
+
+
+def _resolve_selection(
+    sweep: Sweep, rule: str | None, tol: float | None, prefer: str | None, key: str | None
+) -> tuple[str, float, str, str | None]:
+    """The selection options: those given, else the spec's (the key defaults to the only swept key)."""
+    spec = sweep.spec
+    rule = rule or spec.selection.rule
+    tol = spec.selection.tol if tol is None else tol
+    prefer = prefer or spec.selection.prefer
+    key = key or spec.selection.key or (sweep.keys[0] if len(sweep.keys) == 1 else None)
+    return rule, tol, prefer, key
+
+
+def _counts(recs: list[S.TrialRecord], slots: S.Slots, n: int) -> dict[str, int]:
+    """How many slots are in each state, and how many trials were interrupted or surplus."""
+    finished = slots.done.values()
+    return {
+        "n_trials": n,
+        "complete": sum(r.state == "complete" for r in finished),
+        "failed": sum(r.state == "failed" for r in finished),
+        "running": len(slots.busy),
+        "pending": n - len(slots.done) - len(slots.busy),
+        "interrupted": sum(r.state == "interrupted" for r in recs),
+        "surplus": sum(r.state == "surplus" for r in recs),
+    }
+
+
+def _trial_row(r: S.TrialRecord) -> dict[str, Any]:
+    row = {
+        "slot": r.slot,
+        "trial": r.number,
+        "state": r.state,
+        "params": r.params,
+        "score": r.score,
+        "run_dir": r.run_dir,
+    }
+    for a in ACCURACIES:
+        row[a] = r.metrics.get(a)
+    if r.state == "failed":
+        row["outcome"], row["reason"] = r.outcome, r.reason
+    if r.resumed_from is not None:
+        row["resumed_from"] = r.resumed_from
+    return row
+
+
+def _select(
+    sweep: Sweep,
+    rows: list[dict],
+    scores: list,
+    rule: str,
+    tol: float,
+    prefer: str,
+    key: str | None,
+) -> tuple[int | None, dict[str, Any]]:
+    """The label-free pick (an index into ``rows``, or None) and the summary's ``selection`` entry."""
+    direction = sweep.spec.direction
+    if rule == "threshold":
+        if key is None:
+            raise SelfsupError(f"the threshold rule needs a key (one of {', '.join(sweep.keys)})")
+        if key not in sweep.keys:
+            raise unknown_name("swept key", key, sweep.keys)
+    values = [row["params"].get(key) for row in rows] if key else None
+    pick = sel.select(scores, values, rule=rule, tol=tol, prefer=prefer, direction=direction)
+    selection = {
+        "rule": rule,
+        "tol": tol if rule == "threshold" else None,
+        "prefer": prefer if rule == "threshold" else None,
+        "key": key if rule == "threshold" else None,
+        "pick": _brief(rows[pick]) if pick is not None else None,
+    }
+    if rule == "threshold":
+        cands = sel.threshold_candidates(scores, tol, direction)
+        selection["candidates"] = [rows[i]["trial"] for i in cands]
+    return pick, selection
+
+
+def _agreement(rows: list[dict], scores: list, pick: int | None) -> tuple[dict, dict]:
+    """Per accuracy: rank agreement of the scores with it and the pick's gap to the oracle; the oracles."""
+    agreement, oracle = {}, {}
+    for a in ACCURACIES:
+        accs = [row.get(a) for row in rows]
+        g = sel.oracle_gap(pick, accs)
+        agreement[a] = {
+            **sel.rank_agreement(scores, accs),
+            "pick_acc": g["pick_acc"],
+            "oracle_acc": g["oracle_acc"],
+            "gap_points": g["gap_points"],
+            "oracle_trial": rows[g["oracle"]]["trial"] if g["oracle"] is not None else None,
+        }
+        oracle[a] = _brief(rows[g["oracle"]]) if g["oracle"] is not None else None
+    return agreement, oracle
+
+
+def _per_param(keys: list[str], rows: list[dict], pick: int | None, oracle: dict | None) -> dict[str, dict]:
+    """Per swept key: the picked value and, when there are labels (``oracle`` given), each oracle's."""
+    per_param = {}
+    for k in keys:
+        entry = {"pick": rows[pick]["params"].get(k) if pick is not None else None}
+        if oracle is not None:
+            entry.update({f"oracle_{a}": (oracle[a] or {}).get("params", {}).get(k) for a in ACCURACIES})
+        per_param[k] = entry
+    return per_param
 
 
 def _brief(row: dict) -> dict:
