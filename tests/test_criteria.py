@@ -7,21 +7,19 @@ with selfsup.criteria; they run in float64 with autograd so that gradients are c
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from selfsup.criteria import (
-    CRITERIA,
     barlow_twins_loss,
     byol_loss,
     dcl_loss,
     diet_loss,
     duality_criteria,
     gather,
-    get_criterion,
-    set_finite_check,
     simclr_loss,
     spectral_contrastive_loss,
     vicreg_ctr_loss,
@@ -355,7 +353,19 @@ def test_vicreg_collapsed_batch_gets_full_variance_penalty():
     assert vicreg_loss(wide, wide, sim_coeff=0.0, cov_coeff=0.0).item() == 0.0
 
 
-TWO_VIEW = [n for n in CRITERIA if n != "diet"]
+#: The two-view criteria, by name, for the parametrised tests.
+CRITERIA = {
+    "simclr": simclr_loss,
+    "simclr_abs": partial(simclr_loss, variant="abs"),
+    "simclr_sq": partial(simclr_loss, variant="sq"),
+    "dcl": dcl_loss,
+    "spectral_contrastive": spectral_contrastive_loss,
+    "vicreg": vicreg_loss,
+    "vicreg_exp": vicreg_exp_loss,
+    "vicreg_ctr": vicreg_ctr_loss,
+    "barlow_twins": barlow_twins_loss,
+}
+TWO_VIEW = list(CRITERIA)
 
 
 @pytest.mark.parametrize("name", TWO_VIEW)
@@ -501,18 +511,9 @@ def test_non_finite_input_raises_unless_disabled():
     inf[0, 0] = float("inf")
     with pytest.raises(NonFiniteError, match="logits"):
         diet_loss(inf, torch.arange(N) % K)
-    previous = set_finite_check(False)
-    try:
-        assert torch.isnan(vicreg_loss(z, bad))
-    finally:
-        set_finite_check(previous)
-    assert previous is True
 
 
-def test_registry_and_gather_identity():
-    assert get_criterion("vicreg") is vicreg_loss
-    with pytest.raises(ConfigError, match="Did you mean 'vicreg'"):
-        get_criterion("vicrg")
+def test_gather_is_the_identity_outside_torch_distributed():
     z1, z2 = _views(seed=11)
     a, b = z1.float(), z2.float()
     assert CRITERIA["simclr_sq"](a, b).item() == simclr_loss(a, b, variant="sq").item()

@@ -42,22 +42,7 @@ __all__ = [
     "global_mean",
     "is_distributed",
     "off_diagonal",
-    "set_finite_check",
 ]
-
-_CHECK_FINITE = True
-
-
-def set_finite_check(enabled: bool) -> bool:
-    """Turn the NaN/Inf check of criterion inputs on or off; returns the previous setting.
-
-    The check is on by default (a bad input raises :class:`NonFiniteError` naming the argument). It
-    costs one device synchronisation per call on a GPU; a trainer that checks the loss itself can
-    turn it off.
-    """
-    global _CHECK_FINITE
-    previous, _CHECK_FINITE = _CHECK_FINITE, bool(enabled)
-    return previous
 
 
 def _describe(x: object) -> str:
@@ -84,7 +69,7 @@ def check_embeddings(z: object, name: str, *, min_rows: int = 2) -> torch.Tensor
         )
     if z.shape[1] < 1:
         raise ShapeError(f"{name} has no features (shape {tuple(z.shape)}).")
-    if _CHECK_FINITE and not bool(torch.isfinite(z.detach()).all()):
+    if not bool(torch.isfinite(z.detach()).all()):
         raise NonFiniteError(
             f"{name} contains NaN or Inf values; check the model output (learning rate, mixed precision "
             "overflow) before computing the loss."

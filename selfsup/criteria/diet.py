@@ -20,7 +20,7 @@ def diet_loss(logits: torch.Tensor, index: torch.Tensor, label_smoothing: float 
 
         loss = mean_b CE_smooth(logits_b, index_b),  target = (1 - s) onehot(index_b) + s / N_train
 
-    ``label_smoothing=0.8`` is the value recalled from the paper (unverified, see REFERENCE.md).
+    ``label_smoothing=0.8`` is the value recalled from the paper (not verified against its text).
 
     Args:
         logits: (B, N_train) output of the bias-free linear head over N_train >= 2 classes.

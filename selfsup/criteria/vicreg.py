@@ -94,6 +94,14 @@ def vicreg_loss(
         return sim * repr_loss + std * std_loss + cov * cov_loss
 
 
+def _exp_inputs(name: str, z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau):
+    """Checked inputs of the log-sum-exp variants: the pair (K >= 2) and the five hyper-parameters."""
+    x, y = check_pair(z1, z2)
+    if x.shape[1] < 2:
+        raise ShapeError(f"{name} needs embeddings with at least 2 dimensions; got shape {tuple(x.shape)}.")
+    return x, y, (*_coefficients(sim_coeff, std_coeff, cov_coeff, eps), check_positive("tau", tau))
+
+
 def vicreg_exp_loss(
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -119,13 +127,9 @@ def vicreg_exp_loss(
         tau: temperature of the log-sum-exp (> 0).
         gather_distributed: compute every term on the batch of all torch.distributed processes.
     """
-    x, y = check_pair(z1, z2)
-    sim, std, cov, eps = _coefficients(sim_coeff, std_coeff, cov_coeff, eps)
-    tau = check_positive("tau", tau)
-    if x.shape[1] < 2:
-        raise ShapeError(
-            f"vicreg_exp_loss needs embeddings with at least 2 dimensions; got shape {tuple(x.shape)}."
-        )
+    x, y, (sim, std, cov, eps, tau) = _exp_inputs(
+        "vicreg_exp_loss", z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau
+    )
     with float32_math(x.device):
         if gather_distributed:
             x, y, _ = gather_pair(x, y)
@@ -171,13 +175,9 @@ def vicreg_ctr_loss(
         tau: temperature of the log-sum-exp (> 0).
         gather_distributed: contrast with the samples of all torch.distributed processes.
     """
-    x, y = check_pair(z1, z2)
-    sim, std, cov, eps = _coefficients(sim_coeff, std_coeff, cov_coeff, eps)
-    tau = check_positive("tau", tau)
-    if x.shape[1] < 2:
-        raise ShapeError(
-            f"vicreg_ctr_loss needs embeddings with at least 2 dimensions; got shape {tuple(x.shape)}."
-        )
+    x, y, (sim, std, cov, eps, tau) = _exp_inputs(
+        "vicreg_ctr_loss", z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau
+    )
     with float32_math(x.device):
         n, k = x.shape
         xc = x - x.mean(dim=1, keepdim=True)

@@ -15,7 +15,7 @@ et al., LPSDA, does the same).
 Initial conditions: ``u0 = sum_{j<=N} A_j sin(2 pi l_j x / L + phi_j)``, ``A ~ U(-0.5, 0.5)``,
 ``phi ~ U(0, 2 pi)``, ``l`` uniform in ``1..max_mode`` (KdV/KS: ``N = 10``, ``l in {1, 2}``; heat and Burgers:
 ``N = 20``, ``l in 1..6``). Heat and Burgers use ``L = 16``, ``T = 2`` and ``nu`` log-uniform in
-``[0.2, 1.0]`` (our choice; the paper's range is not in REFERENCE.md): at ``nu = 0.2`` the Cole-Hopf field
+``[0.2, 1.0]`` (our choice, not the paper's range): at ``nu = 0.2`` the Cole-Hopf field
 ``psi`` already spans up to ``e^30``, and float64 loses the digits of ``u`` where ``psi`` is small, so
 smaller ``nu`` needs a smaller ``amplitude`` (``generate`` refuses a span above ``e^34``).
 

@@ -1,11 +1,11 @@
 """Batched exponential time differencing (ETDRK4) for ``u_t = lin(u) - (u^2 / 2)_x`` on periodic grids.
 
 Cox & Matthews (J. Comput. Phys. 2002) fourth-order scheme with the coefficients evaluated by the contour
-integrals of Kassam & Trefethen (SIAM J. Sci. Comput. 2005). Following the pitfall noted in REFERENCE.md,
-the contour is the FULL circle and the coefficients stay complex: the half-circle/real-part shortcut is only
-valid for a real linear operator (KS, heat), not for KdV's ``i k^3``. Every tensor is per trajectory
-(``B x M``), so one batch mixes periods ``L`` and steps ``h``. This generates the KdV and KS data of
-Mialon, Garrido et al. (NeurIPS 2023, arXiv 2307.05432).
+integrals of Kassam & Trefethen (SIAM J. Sci. Comput. 2005). The contour is the FULL circle and the
+coefficients stay complex: the half-circle/real-part shortcut is only valid for a real linear operator (KS,
+heat), not for KdV's ``i k^3``. Every tensor is per trajectory (``B x M``), so one batch mixes periods ``L``
+and steps ``h``. This generates the KdV and KS data of Mialon, Garrido et al. (NeurIPS 2023, arXiv
+2307.05432).
 
 Step control: the linear part is exact, so the step is limited by the explicit quadratic term. Each output
 interval ``dt_b`` of trajectory ``b`` is split into ``s_b`` substeps of ``h_b = dt_b / s_b``, ``s_b`` the

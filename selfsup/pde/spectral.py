@@ -27,12 +27,6 @@ def derivative_symbol(k: Tensor, order: int, nx: int) -> Tensor:
     return sym
 
 
-def dealias_mask(nx: int, device: torch.device | str = "cpu") -> Tensor:
-    """2/3-rule (Orszag) mask over rfft modes: keeps ``m <= (nx - 1) // 3`` so quadratic terms don't alias."""
-    m = torch.arange(nx // 2 + 1, device=device)
-    return (m <= (nx - 1) // 3).to(torch.float64)
-
-
 def _expand(v: Tensor, like: Tensor) -> Tensor:
     """Right-pad a per-trajectory tensor with singleton dims so it broadcasts against ``like``."""
     v = torch.as_tensor(v, dtype=torch.float64, device=like.device)

@@ -83,8 +83,7 @@ def _eigvalsh(g: torch.Tensor) -> torch.Tensor:
 
     On the CPU the eigensolver runs with ``EIGH_THREADS`` torch threads: its tridiagonal reduction is
     memory-bound and synchronises threads at every column, so on few cores it is no faster with more
-    threads and, when the cores are shared with other processes, it was measured 3-7x slower
-    (K = 2,048 on 2 cores: 1.7 s single-threaded, 5-11 s with 2 threads under load).
+    threads and, when the cores are shared with other processes, several times slower.
     """
     if g.device.type != "cpu" or EIGH_THREADS is None or torch.get_num_threads() <= EIGH_THREADS:
         return torch.linalg.eigvalsh(g, UPLO="U")
