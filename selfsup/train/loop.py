@@ -9,10 +9,12 @@ exactly. The HTML report is a separate step (:func:`selfsup.report.write_run_rep
 from __future__ import annotations
 
 import json
+import math
 import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -162,7 +164,7 @@ def train_epoch(c: Components, run: Run, x_train, y_train, bar: Progress) -> dic
         shown = None
         if (b + 1) % LOG_EVERY == 0 or b + 1 == steps:  # the only host syncs of the loop
             mean = float(loss_sum) / (b + 1)
-            if not torch.isfinite(torch.tensor(mean)):
+            if not math.isfinite(mean):
                 _diverged(run, b)
             shown = f"{mean:.4g}"
         bar.update(task, advance=1, **({"loss": shown} if shown else {}))
@@ -188,7 +190,7 @@ def _online_probe_step(run: Run, feats: torch.Tensor, y: torch.Tensor) -> torch.
     return (logits.argmax(1) == y).sum()
 
 
-def _diverged(run: Run, b: int) -> None:
+def _diverged(run: Run, b: int) -> NoReturn:
     last = ckpt.list_checkpoints(run.dir / "checkpoints")
     raise DivergenceError(
         f"non-finite loss at epoch {run.epoch + 1} (by step {b + 1}). The last good checkpoint is kept "
