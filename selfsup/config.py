@@ -116,21 +116,26 @@ def check_options(cfg: RunConfig) -> None:
     the recipe depends on the data's shape (``arrays:``), ``view_args`` are checked when the views are built.
     """
     from selfsup.data import dataset_default_views
-    from selfsup.methods import check_method_params
-    from selfsup.models import check_backbone_options
-    from selfsup.views import check_view_options
+    from selfsup.methods import check_method_params, get_method
+    from selfsup.models import check_backbone_options, get_backbone
+    from selfsup.views import check_view_options, get_view_recipe
 
+    get_method(cfg.method.name)  # unknown names fail with their own did-you-mean first
+    get_backbone(cfg.model.backbone)
     recipe = cfg.data.views or dataset_default_views(cfg.data.dataset)
-    checks = [
-        ("method.params", lambda: check_method_params(cfg.method.name, cfg.method.params)),
-        ("model.backbone_args", lambda: check_backbone_options(cfg.model.backbone, cfg.model.backbone_args)),
-        ("data.view_args", lambda: recipe and check_view_options(recipe, cfg.data.view_args)),
-    ]
-    for key, check in checks:
-        try:
-            check()
-        except ConfigError as err:
-            raise ConfigError(f"invalid configuration: '{key}': {err}") from None
+    if recipe is not None:
+        get_view_recipe(recipe)
+    _under("method.params", check_method_params, cfg.method.name, cfg.method.params)
+    _under("model.backbone_args", check_backbone_options, cfg.model.backbone, cfg.model.backbone_args)
+    if recipe is not None:
+        _under("data.view_args", check_view_options, recipe, cfg.data.view_args)
+
+
+def _under(key: str, check, *args) -> None:
+    try:
+        check(*args)
+    except ConfigError as err:
+        raise ConfigError(f"invalid configuration: '{key}': {err}") from None
 
 
 def load_yaml(
