@@ -120,12 +120,12 @@ def check_options(cfg: RunConfig) -> None:
     from selfsup.models import check_backbone_options, get_backbone
     from selfsup.views import check_view_options, get_view_recipe
 
-    get_method(cfg.method.name)  # unknown names fail with their own did-you-mean first
+    method = get_method(cfg.method.name)  # unknown names fail with their own did-you-mean first
     get_backbone(cfg.model.backbone)
     recipe = cfg.data.views or dataset_default_views(cfg.data.dataset)
     if recipe is not None:
         get_view_recipe(recipe)
-    _under("method.params", check_method_params, cfg.method.name, cfg.method.params)
+    _under("method.params", check_method_params, method, cfg.method.params)
     _under("model.backbone_args", check_backbone_options, cfg.model.backbone, cfg.model.backbone_args)
     if recipe is not None:
         _under("data.view_args", check_view_options, recipe, cfg.data.view_args)

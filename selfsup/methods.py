@@ -143,12 +143,12 @@ def get_method(name: str) -> MethodRecipe:
     return METHODS[name]
 
 
-def check_method_params(name: str, params: dict) -> None:
-    """``method.params`` must be keyword options of the method's criterion, with values of the right type."""
-    fn = get_method(name).criterion
+def check_method_params(recipe: MethodRecipe, params: dict) -> None:
+    """``method.params`` must be keyword options of the recipe's criterion, with values of the right type."""
+    fn = recipe.criterion
     params_ = inspect.signature(fn).parameters.values()
     inputs = [p.name for p in params_ if p.default is inspect.Parameter.empty]  # the tensors
-    check_options(f"method '{name}'", params, fn, skip=(*inputs, "gather_distributed"))
+    check_options(f"method '{recipe.name}'", params, fn, skip=(*inputs, "gather_distributed"))
 
 
 def resolve_layer(layer: str | None, names: Sequence[str]) -> str:
@@ -221,7 +221,7 @@ class SSLModel(nn.Module):
         ema_base: float | None = None,
     ):
         super().__init__()
-        check_method_params(recipe.name, params or {})
+        check_method_params(recipe, params or {})
         self.recipe = recipe
         self.params = {**recipe.params, **(params or {})}
         self.pairing = PAIRINGS[recipe.kind]

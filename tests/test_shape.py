@@ -114,3 +114,13 @@ def test_each_kind_of_method_has_one_pairing():
         p = [m.predictor(m.projector(m.backbone(v))) for v in views]
         fn = get_method(name).criterion
         assert loss.item() == pytest.approx((fn(p[0], z[1]) + fn(p[1], z[0])).item(), rel=1e-6)
+
+
+def test_a_recipe_outside_the_table_is_checked_against_its_own_criterion():
+    import dataclasses
+
+    recipe = dataclasses.replace(get_method("vicreg"), name="my-vicreg")
+    backbone = build_backbone("mlp", (4,), hidden="8")
+    assert SSLModel(recipe, backbone, "8-8", params={"cov_coeff": 2.0}).params["cov_coeff"] == 2.0
+    with pytest.raises(ConfigError, match="method 'my-vicreg' has no option 'cov_coef'"):
+        SSLModel(recipe, backbone, "8-8", params={"cov_coef": 2.0})
