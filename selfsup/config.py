@@ -25,6 +25,8 @@ class DataConfig(_Section):
     views: str | None = None  # view recipe; None -> the modality's default (signal / simclr / small-image)
     view_args: dict[str, Any] = Field(default_factory=dict)
     n_views: int = Field(2, ge=2)
+    local_views: int = Field(0, ge=0)  # the last local_views of the n_views are local crops (LeJEPA)
+    local_view_args: dict[str, Any] = Field(default_factory=dict)  # {} -> the recipe's local crop_scale
     monitor_size: int = Field(2048, ge=2)  # fixed seeded subset of train for label-free metrics
 
 
@@ -129,11 +131,34 @@ def check_options(cfg: RunConfig) -> None:
     _under("model.backbone_args", check_backbone_options, cfg.model.backbone, cfg.model.backbone_args)
     if recipe is not None:
         _under("data.view_args", check_view_options, recipe, cfg.data.view_args)
+    _check_views(cfg, method, recipe)
 
 
-def _under(key: str, check, *args) -> None:
+def _check_views(cfg: RunConfig, method, recipe: str | None) -> None:
+    """Local views leave at least one global view (two for LeJEPA's prediction target); their options are
+    those of the recipe."""
+    from selfsup.views import check_view_options, local_view_options
+
+    data = cfg.data
+    n_global = data.n_views - data.local_views
+    if n_global < 1:
+        raise ConfigError(
+            f"invalid configuration: data.local_views={data.local_views} leaves no global view among "
+            f"data.n_views={data.n_views}; raise data.n_views"
+        )
+    if method.kind == "lejepa" and n_global < 2:
+        raise ConfigError(
+            f"invalid configuration: method 'lejepa' needs at least 2 global views; data.n_views="
+            f"{data.n_views} with data.local_views={data.local_views} gives {n_global}"
+        )
+    if recipe is not None and data.local_views:
+        local = data.local_view_args or _under("data.local_view_args", local_view_options, recipe)
+        _under("data.local_view_args", check_view_options, recipe, local)
+
+
+def _under(key: str, check, *args):
     try:
-        check(*args)
+        return check(*args)
     except ConfigError as err:
         raise ConfigError(f"invalid configuration: '{key}': {err}") from None
 

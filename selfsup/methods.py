@@ -28,7 +28,7 @@ from selfsup.options import check_options
 class MethodRecipe:
     name: str
     criterion: Callable[..., torch.Tensor]
-    kind: str  # "pair" (symmetric loss of two embeddings), "byol", "simsiam" or "diet"
+    kind: str  # "pair" (symmetric loss of two embeddings), "byol", "simsiam", "diet" or "lejepa"
     projector: str
     paper: str
     params: dict = field(default_factory=dict)  # criterion keyword defaults (paper values)
@@ -133,8 +133,22 @@ METHODS: dict[str, MethodRecipe] = {
             "Ibrahim et al. 2023, arXiv 2302.10260 (sample index as class, label smoothing 0.8)",
             {"label_smoothing": 0.8},
         ),
+        MethodRecipe(
+            "lejepa",
+            criteria.lejepa_loss,
+            "lejepa",
+            "2048-2048-128",
+            "Balestriero & LeCun 2025, arXiv 2511.08544 ((1 - lambda) prediction + lambda SIGReg, lambda "
+            "0.05, 1024 directions; 2 global + 6 local views; authors' MINIMAL.md: 2048-2048 MLP, AdamW)",
+            {"lambd": 0.05},
+        ),
     ]
 }
+
+#: Run-level label-free numbers a method records on the monitor subset (``metrics.jsonl``, ``summary.json``)
+#: besides the per-layer quality metrics; a sweep may optimise them (``objective: {metric: lejepa_loss}``).
+LOSS_METRICS = {"lejepa": ("lejepa_loss", "lejepa_prediction", "lejepa_sigreg")}
+RUN_METRICS = tuple(name for names in LOSS_METRICS.values() for name in names)
 
 
 def get_method(name: str) -> MethodRecipe:
@@ -148,7 +162,7 @@ def check_method_params(recipe: MethodRecipe, params: dict) -> None:
     fn = recipe.criterion
     params_ = inspect.signature(fn).parameters.values()
     inputs = [p.name for p in params_ if p.default is inspect.Parameter.empty]  # the tensors
-    check_options(f"method '{recipe.name}'", params, fn, skip=(*inputs, "gather_distributed"))
+    check_options(f"method '{recipe.name}'", params, fn, skip=(*inputs, "gather_distributed", "seed"))
 
 
 def resolve_layer(layer: str | None, names: Sequence[str]) -> str:
@@ -194,6 +208,16 @@ def _predict_target(m: SSLModel, feats: list[torch.Tensor], views, index) -> tor
     return sum(m.recipe.criterion(preds[i], z[j], **m.params) for i, j in pairs) / n_unordered
 
 
+def _global_local(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
+    """LeJEPA: the criterion of the stacked projections of all views (V, N, K), the first ``n_global``
+    global; SIGReg's directions are seeded with the model's step counter (the same on every process)."""
+    z = torch.stack([m.projector(h) for h in feats])
+    seed = int(m.sigreg_step)  # a host sync of one scalar per step on an accelerator
+    if m.training and torch.is_grad_enabled():
+        m.sigreg_step += 1
+    return m.recipe.criterion(z, m.n_global, seed=seed, **m.params)
+
+
 def _instance_classes(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
     """DIET: every view is classified into its sample's index by a linear head; averaged over the views."""
     return sum(m.recipe.criterion(m.diet_head(h), index, **m.params) for h in feats) / len(feats)
@@ -204,6 +228,7 @@ PAIRINGS = {
     "byol": _predict_target,
     "simsiam": _predict_target,
     "diet": _instance_classes,
+    "lejepa": _global_local,
 }
 
 
@@ -219,6 +244,7 @@ class SSLModel(nn.Module):
         params: dict | None = None,
         n_train: int | None = None,
         ema_base: float | None = None,
+        n_global: int = 2,
     ):
         super().__init__()
         check_method_params(recipe, params or {})
@@ -242,10 +268,16 @@ class SSLModel(nn.Module):
             if not n_train:
                 raise ConfigError("method 'diet' needs n_train, the number of training samples")
             self.diet_head = nn.Linear(backbone.out_dim, n_train, bias=False)
+        self.n_global = n_global  # LeJEPA: the first n_global views are the global ones
+        if recipe.kind == "lejepa":
+            self.register_buffer("sigreg_step", torch.zeros((), dtype=torch.long))
 
     def loss(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (loss, detached backbone features of the first view) for one batch of views."""
-        feats = [self.backbone(v) for v in views]
+        if self.recipe.kind == "lejepa":  # one forward of all views, as the authors' code
+            feats = list(self.backbone(torch.cat(views)).chunk(len(views)))
+        else:
+            feats = [self.backbone(v) for v in views]
         return self.pairing(self, feats, views, index), feats[0].detach()
 
     @torch.no_grad()

@@ -387,13 +387,15 @@ def validate(sweep: Sweep) -> None:
         raise ConfigError(f"sampler '{spec.sampler}' needs n_trials (how many trials to finish)")
 
     _check_candidates(sweep)
+    from selfsup.methods import RUN_METRICS
     from selfsup.quality import METRICS
 
     obj = sweep.objective
-    if obj.metric not in METRICS:
-        hint = did_you_mean(obj.metric, METRICS)
+    known = [*METRICS, *RUN_METRICS]
+    if obj.metric not in known:
+        hint = did_you_mean(obj.metric, known)
         raise ConfigError(
-            f"unknown objective metric '{obj.metric}'.{hint} Label-free metrics: {', '.join(METRICS)}."
+            f"unknown objective metric '{obj.metric}'.{hint} Label-free metrics: {', '.join(known)}."
         )
     sel = spec.selection
     if sel.rule == "threshold":

@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from selfsup.errors import DivergenceError, SelfsupError
-from selfsup.methods import resolve_layer
+from selfsup.methods import LOSS_METRICS, RUN_METRICS, resolve_layer
 from selfsup.select import study as S
 from selfsup.select.spec import ParamSpec, Sweep, finite, load_sweep
 
@@ -107,8 +107,10 @@ def trial_metrics(summary: dict, sweep: Sweep) -> dict[str, Any]:
     layers = summary["layers"]
     layer = resolve_layer(sweep.objective.layer, list(layers))
     rep = layers[layer]
-    out: dict[str, Any] = {"score": rep.get(sweep.objective.metric), "layer": layer, "dim": rep.get("k")}
-    for k in ("rankme_backbone", "linear_acc", "knn_acc", "train_seconds"):
+    metric = sweep.objective.metric
+    score = summary.get(metric) if metric in RUN_METRICS else rep.get(metric)
+    out: dict[str, Any] = {"score": score, "layer": layer, "dim": rep.get("k")}
+    for k in ("rankme_backbone", "linear_acc", "knn_acc", "train_seconds", *RUN_METRICS):
         if summary.get(k) is not None:
             out[k] = summary[k]
     for k in ("rankme", "alpha_req", "stable_rank", "nesum"):
@@ -130,6 +132,11 @@ def preflight(sweep: Sweep) -> list[str]:
     check_batch_size(cfg, c.data)
     names = c.model.layer_names
     resolve_layer(sweep.objective.layer, names)
+    metric = sweep.objective.metric
+    if metric in RUN_METRICS and metric not in LOSS_METRICS.get(c.model.recipe.kind, ()):
+        raise SelfsupError(
+            f"objective metric '{metric}' is recorded by method lejepa only, not by '{cfg.method.name}'"
+        )
     return names
 
 

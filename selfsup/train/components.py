@@ -56,12 +56,14 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
         cfg.method.params,
         n_train=len(data.train),
         ema_base=cfg.method.ema_base,
+        n_global=cfg.data.n_views - cfg.data.local_views,
     ).to(device)
     recipe = cfg.data.views or data.info.get("default_views") or default_recipe(data.sample_shape)
     view_args = dict(cfg.data.view_args)
     if recipe == data.info.get("default_views"):  # e.g. the PDE datasets fill in view_args.equation
         view_args = {**data.info.get("view_args", {}), **view_args}
-    views = build_view_set(recipe, data.sample_shape, cfg.data.n_views, **view_args).to(device)
+    local = (cfg.data.local_views, cfg.data.local_view_args)
+    views = build_view_set(recipe, data.sample_shape, cfg.data.n_views, *local, **view_args).to(device)
     return Components(cfg, data, model, views, device)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from selfsup.criteria import lejepa_terms
 from selfsup.methods import SSLModel, resolve_layer
 from selfsup.probes import knn_probe, linear_probe
 from selfsup.quality import lidar, quality_report
@@ -52,7 +53,35 @@ def monitor(c: Components, x_mon: torch.Tensor, n_lidar: int) -> dict[str, float
         views = torch.stack([c.model.backbone(view(xs)) for view in c.views], 1)
         c.model.train(was_training)
         result["backbone/lidar"] = float(lidar(views.float(), c.cfg.data.n_views))
+    if c.model.recipe.kind == "lejepa":
+        result.update(lejepa_monitor(c, x_mon))
     return result
+
+
+@torch.no_grad()
+def lejepa_monitor(c: Components, x_mon: torch.Tensor) -> dict[str, float]:
+    """LeJEPA's training loss and its two terms, measured on the monitor subset so that they compare across
+    epochs and runs: the mean over its batches of ``train.batch_size`` samples (the statistic's N, as in
+    training), views drawn from a fixed seed (the training RNG is left untouched), the model in eval mode,
+    SIGReg's directions seeded by the batch's index."""
+    m, bs = c.model, c.cfg.train.batch_size
+    devices = [c.device] if c.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(c.cfg.train.seed)
+        views = [view(x_mon.to(c.device)) for view in c.views]
+    layer = resolve_layer("projector", m.layer_names)
+    z = torch.stack([embed(m, v, c.device, [layer])[layer] for v in views])  # (V, N, K)
+    options = {k: v for k, v in m.params.items() if k != "lambd"}
+    n_batches = max(1, z.shape[1] // bs)
+    batches = [z[:, i * bs : (i + 1) * bs] for i in range(n_batches)]
+    terms = [lejepa_terms(zb, m.n_global, **options, seed=i) for i, zb in enumerate(batches)]
+    prediction, sigreg = (sum(float(t[j]) for t in terms) / n_batches for j in (0, 1))
+    lambd = m.params["lambd"]
+    return {
+        "lejepa_loss": (1 - lambd) * prediction + lambd * sigreg,  # criteria.lejepa_loss's mix
+        "lejepa_prediction": prediction,
+        "lejepa_sigreg": sigreg,
+    }
 
 
 def probe_run(c: Components, layer: str | None = None) -> dict:
@@ -81,5 +110,7 @@ def final_summary(c: Components, run_dir: Path) -> dict:
         "layers": {layer: quality_report(z, singular_values=True) for layer, z in feats.items()},
     }
     summary["rankme_backbone"] = summary["layers"][resolve_layer("backbone", c.model.layer_names)]["rankme"]
+    if c.model.recipe.kind == "lejepa":
+        summary.update(lejepa_monitor(c, monitor_subset(c)))
     summary.update(probe_run(c))
     return summary

@@ -16,6 +16,7 @@ from selfsup.views.recipes import (
     check_view_options,
     default_recipe,
     get_view_recipe,
+    local_view_options,
 )
 from selfsup.views.signal import SignalViews
 
@@ -29,4 +30,5 @@ __all__ = [
     "check_view_options",
     "default_recipe",
     "get_view_recipe",
+    "local_view_options",
 ]

@@ -5,7 +5,8 @@ a batch ``B x ...`` to a fresh random view of the same shape. Call it once per v
 
 Asymmetric recipes (BYOL, VICReg: strong blur on the first view, solarisation on the second) are built
 per view: pass ``view_index=0`` for the first view, ``1`` for the second (indices beyond wrap around).
-``build_view_set(recipe, sample_shape, n_views)`` returns the list ``[view 0, view 1, ...]`` at once.
+``build_view_set(recipe, sample_shape, n_views)`` returns the list ``[view 0, view 1, ...]`` at once; its
+``local_views`` makes the last views local crops (multi-crop, LeJEPA).
 
 A recipe (:class:`ViewRecipe`) is a builder plus the class whose constructor takes its options. The built-in
 recipes are the table :data:`VIEW_RECIPES`; others come from the ``selfsup.views`` entry points
@@ -191,11 +192,51 @@ def build_views(recipe: str, sample_shape: Sequence[int], view_index: int = 0, *
     return get_view_recipe(recipe).build(tuple(sample_shape), view_index=view_index, **options)
 
 
-def build_view_set(recipe: str, sample_shape: Sequence[int], n_views: int = 2, **options) -> nn.ModuleList:
-    """The ``n_views`` per-view modules of a recipe, ``[build_views(recipe, shape, view_index=i) ...]``."""
+#: LeJEPA's local views: the crop range of a recipe's ``crop_scale`` option for views beyond the global ones.
+#: Images: the multi-crop local range 0.05-0.3 of the area (DINO, LeJEPA); tiny images and 1-D signals keep
+#: more (a 3-pixel crop of an 8 x 8 digit, or 2 samples of a 40-sample signal, carry nothing).
+LOCAL_CROP_SCALE = {"signal": (0.3, 0.6), "small-image": (0.25, 0.5)}
+_LOCAL_CROP_SCALE_IMAGES = (0.05, 0.3)
+
+
+def local_view_options(recipe: str) -> dict:
+    """The options that make a recipe's view a local one: a smaller ``crop_scale``, resized to the full
+    sample shape (so every backbone takes it). A recipe without ``crop_scale`` has no default."""
+    if recipe in LOCAL_CROP_SCALE:
+        return {"crop_scale": LOCAL_CROP_SCALE[recipe]}
+    if get_view_recipe(recipe).options is ImageViews:
+        return {"crop_scale": _LOCAL_CROP_SCALE_IMAGES}
+    raise ConfigError(
+        f"view recipe '{recipe}' has no default for local views (no crop_scale); set data.local_view_args "
+        "to the options of a local view, or data.local_views=0"
+    )
+
+
+def build_view_set(
+    recipe: str,
+    sample_shape: Sequence[int],
+    n_views: int = 2,
+    local_views: int = 0,
+    local_options: dict | None = None,
+    **options,
+) -> nn.ModuleList:
+    """The ``n_views`` per-view modules of a recipe, ``[build_views(recipe, shape, view_index=i) ...]``.
+
+    The last ``local_views`` of them are local views (multi-crop): the recipe with ``options``, then
+    :func:`local_view_options` (unless ``local_options`` is given), then ``local_options``.
+    """
     if int(n_views) < 1:
         raise ConfigError(f"n_views must be >= 1, got {n_views}.")
-    return nn.ModuleList(build_views(recipe, sample_shape, view_index=i, **options) for i in range(n_views))
+    if not 0 <= int(local_views) < int(n_views):
+        raise ConfigError(f"local_views must be in [0, n_views); got {local_views} of {n_views} views.")
+    n_global = int(n_views) - int(local_views)
+    local = dict(options)
+    if local_views:
+        local.update(local_options or local_view_options(recipe))
+    return nn.ModuleList(
+        build_views(recipe, sample_shape, view_index=i, **(options if i < n_global else local))
+        for i in range(n_views)
+    )
 
 
 def default_recipe(sample_shape: Sequence[int]) -> str:
