@@ -1,5 +1,5 @@
 """``python -m selfsup`` (and ``torchrun -m selfsup``) runs the ``selfsup`` command."""
 
-from selfsup.cli import app
+from selfsup.cli import main
 
-app(prog_name="selfsup")
+main()

@@ -13,11 +13,12 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from selfsup.cli_errors import console, err_console, user_errors
+from selfsup.cli_errors import console, err_console, run_app, user_errors
 from selfsup.cli_pde import pde_app
 from selfsup.cli_sweep import layers as _layers_command
 from selfsup.cli_sweep import sweep_app
 from selfsup.errors import SelfsupError
+from selfsup.paths import check_output_file
 
 app = typer.Typer(
     add_completion=False,
@@ -70,11 +71,13 @@ def train(
     from selfsup import config as C
     from selfsup.report import write_run_report
     from selfsup.train import fit
+    from selfsup.train.rundir import read_run_config
 
     if resume is not None:
         if not (resume / "config.yaml").is_file():
             raise SelfsupError(f"'{resume}' is not a run directory (no config.yaml)")
-        cfg = C.resolve(config or resume, overrides)
+        saved = C.load_yaml(config) if config else read_run_config(resume)
+        cfg = C.from_dict(C.apply_overrides(saved, list(overrides or [])))
         summary = fit(cfg, run_dir=resume, resume=True, console=console, progress=not quiet)
     else:
         summary = fit(C.resolve(config, overrides), console=console, progress=not quiet)
@@ -98,6 +101,7 @@ def embed(
     from selfsup.train import embed as embed_x
     from selfsup.train import load_run
 
+    check_output_file(output, ".npy", "--output")
     c, _ = load_run(run_dir)
     ds = load_dataset(data, seed=c.cfg.train.seed) if data else c.data
     part = {"train": ds.train, "test": ds.test}.get(split)
@@ -131,6 +135,8 @@ def probe(
     res = probe_run(c, layer)
     if not res:
         raise SelfsupError(f"dataset '{c.data.name}' has no labelled test split; probes need labels")
+    if "probes_skipped" in res:
+        raise SelfsupError(f"no probe for '{run_dir}': {res['probes_skipped']}")
     if as_json:
         typer.echo(json.dumps(res, indent=2))
     else:
@@ -169,5 +175,10 @@ app.add_typer(pde_app, name="pde")
 app.command("layers")(_layers_command)
 
 
+def main() -> None:
+    """The ``selfsup`` console script."""
+    run_app(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -1,27 +1,108 @@
-"""The one rule every ``selfsup`` command follows: a user mistake prints ``error: ...`` and exits 2."""
+"""The one rule every ``selfsup`` command follows: a user mistake prints ``error: ...`` (and at most one
+indented hint line) and exits 2; anything else is a bug, said in one line with the traceback in a log file,
+exit 1; Ctrl-C exits 130. Click's usage errors (unknown option, missing argument) follow the same rule.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from selfsup.errors import SelfsupError
+
+try:  # typer >= 0.20 ships its own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer on click
+    from click.exceptions import ClickException, UsageError
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+def say_error(message: str) -> None:
+    """``error: <first line>`` and, when the message has more, one indented line joining the rest."""
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()] or ["(no message)"]
+    err_console.print(f"[bold red]error:[/] {escape(lines[0])}", highlight=False, soft_wrap=True)
+    if len(lines) > 1:
+        err_console.print("  " + escape("; ".join(lines[1:])), highlight=False, soft_wrap=True)
+
+
+def _os_error(err: OSError) -> str:
+    what = err.strerror or str(err)
+    where = err.filename if err.filename is not None else ""
+    return f"{what}: '{where}'" if where else what
+
+
+def _log_bug() -> Path:
+    """Write the current exception's traceback to a log file; return its path."""
+    directory = Path(os.environ.get("SELFSUP_LOG_DIR") or tempfile.gettempdir())
+    path = directory / f"selfsup-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        path.write_text(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
+    except OSError:
+        path = Path("(could not write the log)")
+    return path
+
+
 def user_errors(fn):
-    """Turn a SelfsupError into 'error: ...' on stderr and exit status 2 (no traceback)."""
+    """The error boundary of a command (see the module docstring)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise
         except SelfsupError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            say_error(str(err))
             raise typer.Exit(2) from None
+        except OSError as err:  # a path, a permission, a full disk: the user's to fix
+            say_error(_os_error(err))
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            say_error("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as err:  # noqa: BLE001 - the last line of defence: a bug, not a user mistake
+            log = _log_bug()
+            say_error(
+                f"internal error (a bug in selfsup, please report it): {type(err).__name__}: {err}\n"
+                f"traceback written to {log}"
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
+def run_app(app: typer.Typer, prog_name: str = "selfsup") -> None:
+    """Run the command line: click's usage errors become ``error:`` lines too (exit 2); Python warnings are
+    one ``warning:`` line each."""
+    warnings.showwarning = _show_warning
+    try:
+        code = app(prog_name=prog_name, standalone_mode=False)  # typer.Exit(n) comes back as n
+    except UsageError as err:
+        if not err.format_message():  # no arguments: click has printed the help
+            sys.exit(0)
+        hint = f"see '{err.ctx.command_path} --help'" if err.ctx is not None else "see 'selfsup --help'"
+        say_error(f"{err.format_message()}\n{hint}")
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        say_error("interrupted")
+        sys.exit(130)
+    except ClickException as err:
+        say_error(err.format_message())
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from selfsup.cli_errors import console, user_errors
 from selfsup.errors import ConfigError, SelfsupError
+from selfsup.paths import check_output_file
 
 pde_app = typer.Typer(
     add_completion=False,
@@ -35,7 +36,7 @@ def generate(
     batch_size: int = typer.Option(256, "--batch-size", help="trajectories solved at once"),
     output: Path = typer.Option(..., "-o", "--output", help="HDF5 file to write"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
-    threads: int = typer.Option(None, "--threads", help="torch CPU threads during the solve"),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads during the solve"),
     float32: bool = typer.Option(False, "--float32", help="store u in float32 (solved in float64)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing split"),
     param: list[str] = typer.Option([], "--param", "-p", help="override a default, e.g. -p nx=128 -p T=50"),
@@ -46,7 +47,12 @@ def generate(
     from selfsup.pde.generate import generate as run
     from selfsup.pde.generate import parse_options
     from selfsup.pde.io import list_splits, write_h5
+    from selfsup.train.components import pick_device
 
+    check_output_file(output, what="--output")
+    if not split.strip() or "/" in split:
+        raise ConfigError(f"--split must be a plain group name such as train or test, got {split!r}")
+    device = pick_device(device)
     if output.exists() and split in list_splits(output) and not overwrite:
         raise SelfsupError(
             f"{output} already has a split '{split}'; choose another --split or pass --overwrite"

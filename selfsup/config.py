@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from selfsup.errors import ConfigError, did_you_mean
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -62,12 +62,26 @@ class TrainConfig(_Section):
     device: str = "auto"
     amp: bool = True  # mixed precision, used on CUDA only
     monitor_every: int = Field(2, ge=1)
-    lidar_samples: int = Field(256, ge=0)  # monitor samples used for LiDAR (0 disables it)
+    lidar_samples: int = Field(256, ge=0)  # monitor samples used for LiDAR (0 disables it, else >= 2)
     online_probe: bool = True
     tensorboard: bool = False
     out_dir: str = "runs"
     name: str | None = None
     keep_checkpoints: int = Field(2, ge=1)
+
+    @field_validator("lidar_samples")
+    @classmethod
+    def _lidar_needs_two(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("LiDAR needs at least 2 samples; use 0 to switch it off")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or "/" in v or "\\" in v or v in (".", "..")):
+            raise ValueError("must be a plain directory name inside train.out_dir (no '/', not '..')")
+        return v
 
 
 class RunConfig(_Section):
@@ -98,7 +112,7 @@ def _explain(err: ValidationError) -> ConfigError:
             lines.append(f"unknown config key '{key}'.{did_you_mean(key, valid)}")
         else:
             lines.append(f"'{key}': {e['msg']} (got {e.get('input')!r})")
-    return ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return ConfigError("invalid configuration: " + "; ".join(lines))
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
@@ -177,12 +191,21 @@ def load_yaml(
     if not path.is_file():
         raise ConfigError(f"{what} '{path}' does not exist; {hint}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} '{path}' is not a UTF-8 text file; {hint}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{what} '{path}' is not valid YAML: {err}") from None
+        raise ConfigError(f"{what} '{path}' is not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what} '{path}' must hold a mapping {holds}, got {type(data).__name__}")
     return data
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: the problem and where it is."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -197,7 +220,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(
                 f"override key '{key}' must be dotted like train.epochs.{did_you_mean(key, valid)}"
             )
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override '{item}': the value is not YAML: {yaml_problem(err)}") from None
         set_dotted(data, key.strip(), float(value) if is_number_string(value) else value)
     return data
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from selfsup.errors import SelfsupError
+from selfsup.paths import check_output_file
 
 
 def load_embeddings(path: str | Path, key: str | None = None) -> torch.Tensor:
@@ -31,8 +33,11 @@ def load_embeddings(path: str | Path, key: str | None = None) -> torch.Tensor:
             raise SelfsupError(f"'{path}': unsupported file type '{suffix}'; use .npy, .npz or .pt")
     except SelfsupError:
         raise
+    except pickle.UnpicklingError:  # torch's message would suggest weights_only=False: never
+        raise SelfsupError(f"'{path}' is refused by the safe loader (corrupt, or pickled code)") from None
     except (ValueError, OSError, EOFError, RuntimeError, zipfile.BadZipFile) as err:
-        raise SelfsupError(f"cannot read '{path}': {err}") from None
+        first = str(err).splitlines()[0] if str(err) else repr(err)
+        raise SelfsupError(f"cannot read '{path}': {first}") from None
     if isinstance(obj, dict):
         arrays = {k: v for k, v in obj.items() if isinstance(v, (np.ndarray, torch.Tensor))}
         if not arrays:
@@ -54,7 +59,7 @@ def load_embeddings(path: str | Path, key: str | None = None) -> torch.Tensor:
 
 
 def save_embeddings(z: torch.Tensor, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``z`` to ``path``, a ``.npy`` file in an existing directory."""
+    path = check_output_file(path, ".npy")
     np.save(path, z.detach().cpu().numpy())
     return path

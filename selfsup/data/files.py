@@ -107,7 +107,8 @@ def _read_images(
 ) -> tuple[torch.Tensor, list[int], int]:
     """The images read and resized, float32 ``N x C x H x W`` in [0, 1]; their labels; the count skipped.
 
-    Unreadable files are skipped with one warning; raises if none could be read.
+    Unreadable files (and images over PIL's decompression-bomb limit) are skipped with one warning; raises
+    if none could be read.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -117,7 +118,7 @@ def _read_images(
             with Image.open(p) as im:
                 im = im.convert(mode).resize((width, height), Image.BILINEAR)
                 arr = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
             skipped.append(p)
             continue
         arrays.append(arr.reshape(height, width, channels))
@@ -270,6 +271,12 @@ def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
         if test is not None and test.y is not None and len(test.y):
             top = max(top, int(test.y.max()))
         num_classes = top + 1
+        n_labels = len(y) + (len(test.y) if test is not None and test.y is not None else 0)
+        if num_classes > n_labels:
+            raise SelfsupError(
+                f"'{p}': labels must be class indices 0..C-1, but the largest is {top} for {n_labels} "
+                "labelled samples; remap them first, e.g. y = numpy.unique(y, return_inverse=True)[1]."
+            )
     return DataSplits(
         name=f"arrays:{p}",
         modality=modality,

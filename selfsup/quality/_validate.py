@@ -44,6 +44,20 @@ def as_tensor(x: Any, name: str = "z") -> torch.Tensor:
     return t
 
 
+#: Largest magnitude :func:`check_magnitude` accepts: sums of N x K squares stay finite in float64.
+MAX_ABS = 1e150
+
+
+def check_magnitude(t: torch.Tensor, name: str = "z") -> None:
+    """Refuse finite values whose squares overflow float64 (the covariance-based metrics would fail)."""
+    top = float(t.abs().max()) if t.numel() else 0.0
+    if top > MAX_ABS:
+        raise NonFiniteError(
+            f"{name} holds values up to {top:.3g}, too large for the metrics (|z| must stay below "
+            f"{MAX_ABS:.0e}); rescale the embeddings, e.g. z / z.abs().max()."
+        )
+
+
 def check_finite(t: torch.Tensor, name: str = "z") -> None:
     """Raise :class:`NonFiniteError` when ``t`` holds NaN or Inf, saying how many and where."""
     if not (t.is_floating_point()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from selfsup.errors import SelfsupError
-from selfsup.quality._validate import as_tensor, check_2d
+from selfsup.quality._validate import as_tensor, check_2d, check_magnitude
 from selfsup.quality.lidar import lidar
 from selfsup.quality.spectral import (
     alpha_req,
@@ -55,6 +55,7 @@ def quality_report(z, n_views: int | None = None, singular_values: bool = False)
     if n_views is not None and t.ndim == 3:
         t = t.reshape(t.shape[0] * t.shape[1], t.shape[2])
     t = check_2d(t, "z")
+    check_magnitude(t, "z")
     n, k = (int(s) for s in t.shape)
     warnings: list[str] = []
     if n < k:

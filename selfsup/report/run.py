@@ -8,7 +8,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from selfsup.errors import SelfsupError
 from selfsup.report.html import figure_to_img, page, table
+from selfsup.train.rundir import read_metrics
 
 
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -16,10 +18,25 @@ def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def read_summary(run_dir: Path) -> dict:
+    """A finished run's ``summary.json``; a missing or damaged one is a clean error with the way out."""
+    path = run_dir / "summary.json"
+    redo = f"selfsup train --resume {run_dir} redoes the final evaluation"
+    if not path.is_file():
+        raise SelfsupError(f"'{run_dir}' has no summary.json (an unfinished run, or not a run); {redo}")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SelfsupError(f"'{path}' is damaged (not JSON); {redo}") from None
+    if not isinstance(summary, dict) or "layers" not in summary:
+        raise SelfsupError(f"'{path}' is not a selfsup run summary; {redo}")
+    return summary
+
+
 def write_run_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
-    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    records = read_metrics(run_dir / "metrics.jsonl")
+    summary = read_summary(run_dir)
     sections = []
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))

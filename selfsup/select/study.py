@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,12 +83,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             "postgresql://user:password@host:5432/dbname"
         )
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-        )
+        return _rdb_storage(url, engine_kwargs, heartbeat_interval, grace_period)
     except ModuleNotFoundError as err:
         hint = " pip install 'selfsup[postgres]' (psycopg2-binary)" if "psycopg" in str(err) else ""
         raise SelfsupError(
@@ -100,6 +96,24 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
             "server is running and reachable and that the URL (user, password, host, port, "
             "database) is right."
         ) from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval, grace_period, tries: int = 3):
+    """RDBStorage, retried when another process is creating the same new database at the same moment
+    (both insert Optuna's schema version: one of them fails on alembic_version's unique key)."""
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+            )
+        except Exception as err:  # noqa: BLE001 - sqlalchemy's IntegrityError, without importing sqlalchemy
+            if "alembic_version" not in str(err) or attempt == tries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def ensure_study(storage, sweep) -> optuna.Study:

@@ -31,11 +31,15 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     torch.save(state, buf)
     payload = buf.getvalue()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, an interrupt: the previous checkpoints stay, the half file goes
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -87,6 +91,14 @@ def load_latest(directory: str | Path, map_location: str | torch.device = "cpu")
         except CheckpointError as err:
             warnings.warn(f"{err}; falling back to the previous checkpoint", stacklevel=2)
     raise CheckpointError(f"every checkpoint in '{directory}' is unreadable: {[p.name for p in paths]}")
+
+
+def remove_temp_files(directory: str | Path) -> None:
+    """Delete the temp files of checkpoint writes that never finished (a process killed mid-write)."""
+    directory = Path(directory)
+    if directory.is_dir():
+        for tmp in directory.glob(".epoch-*.ckpt.tmp-*"):
+            tmp.unlink(missing_ok=True)
 
 
 def prune(directory: str | Path, keep: int) -> None:

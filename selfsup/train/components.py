@@ -15,6 +15,7 @@ from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import SSLModel, get_method
 from selfsup.models import build_backbone
 from selfsup.train import checkpoint as ckpt
+from selfsup.train.rundir import config_differences, read_run_config
 from selfsup.views import build_view_set, default_recipe
 
 
@@ -27,9 +28,20 @@ def pick_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"device '{name}': this machine has no usable CUDA GPU; use cpu or auto")
+        if device.index is not None and device.index >= n:
+            raise ConfigError(f"device '{name}': this machine has {n} CUDA GPU(s): cuda:0 to cuda:{n - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{name}': MPS is not available on this machine; use cpu or auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device '{name}' is not supported; use auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
 @dataclass
@@ -82,11 +94,17 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Components
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise SelfsupError(f"'{run_dir}' is not a run directory (no config.yaml)")
-    cfg = C.resolve(run_dir)
+    cfg = C.from_dict(read_run_config(run_dir))
     if device is not None:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": device})})
     c = build(cfg)
     state, path = ckpt.load_latest(run_dir / "checkpoints", map_location=c.device)
+    differ = config_differences(state["config"], cfg.model_dump(mode="json"))
+    if differ:
+        raise ConfigError(
+            f"'{run_dir / 'config.yaml'}' differs from the configuration of its checkpoint {path.name} "
+            f"({', '.join(differ)}); undo the edit"
+        )
     c.model.load_state_dict(state["model"])
     return c, path
 

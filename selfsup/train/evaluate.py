@@ -84,6 +84,10 @@ def lejepa_monitor(c: Components, x_mon: torch.Tensor) -> dict[str, float]:
     }
 
 
+#: k of the kNN probe (Wu et al. 2018, as DINO); smaller training sets use all their samples.
+KNN_K = 20
+
+
 def probe_run(c: Components, layer: str | None = None) -> dict:
     """Linear probe and kNN on frozen features of ``layer`` (default: backbone output), test split;
     ``{}`` when the dataset has no labelled test split."""
@@ -91,12 +95,15 @@ def probe_run(c: Components, layer: str | None = None) -> dict:
     if data.test is None or data.train.y is None or data.test.y is None:
         return {}
     layer = resolve_layer(layer, c.model.layer_names)
+    if int(torch.unique(data.train.y).numel()) < 2:  # nothing to tell apart: no probe, the run still ends
+        return {"probe_layer": layer, "probes_skipped": "the training labels hold a single class"}
     tr = embed(c.model, data.train.x, c.device, [layer])[layer]
     te = embed(c.model, data.test.x, c.device, [layer])[layer]
     y_tr, y_te = data.train.y.to(c.device), data.test.y.to(c.device)
     lin = linear_probe(tr, y_tr, te, y_te)
-    knn = knn_probe(tr, y_tr, te, y_te)
-    return {"probe_layer": layer, "linear_acc": lin.accuracy, "knn_acc": knn.accuracy}
+    k = min(KNN_K, len(tr))  # fewer training samples than k: every one of them votes
+    knn = knn_probe(tr, y_tr, te, y_te, k=k)
+    return {"probe_layer": layer, "linear_acc": lin.accuracy, "knn_acc": knn.accuracy, "knn_k": k}
 
 
 def final_summary(c: Components, run_dir: Path) -> dict:

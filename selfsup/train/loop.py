@@ -24,13 +24,20 @@ from torch import nn
 
 from selfsup import config as C
 from selfsup.data import load_dataset
-from selfsup.errors import DivergenceError, NonFiniteError
+from selfsup.errors import ConfigError, DivergenceError, NonFiniteError
 from selfsup.methods import resolve_layer
 from selfsup.train import checkpoint as ckpt
 from selfsup.train.components import Components, build, check_batch_size, monitor_subset
 from selfsup.train.evaluate import embed, final_summary, monitor
 from selfsup.train.optim import build_optimizer, lr_factor, set_lr
-from selfsup.train.rundir import append_metrics, open_run_dir, tensorboard_writer, truncate_metrics
+from selfsup.train.rundir import (
+    append_metrics,
+    config_differences,
+    open_run_dir,
+    run_lock,
+    tensorboard_writer,
+    truncate_metrics,
+)
 
 #: Steps between two reads of the running loss (progress bar, divergence check): the loss is summed on
 #: the device, so the other steps do not wait for it.
@@ -59,23 +66,32 @@ def fit(
     """Train one run; return its summary (also written to ``summary.json``)."""
     console = console or Console()
     t_start = time.perf_counter()
-    # the run directory, data, model, views and optimisers; the newest checkpoint when resuming
-    run_dir = open_run_dir(cfg, run_dir, resume)
+    # the data, model, views and optimisers, checked before anything is written
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     data = load_dataset(cfg.data.dataset, seed=cfg.train.seed)
     check_batch_size(cfg, data)
     c = build(cfg, data)
-    C.save(cfg, run_dir / "config.yaml")
-    run = new_run(c, run_dir)
-    if resume:
-        path = restore(c, run)
-        console.print(f"resuming [bold]{run_dir}[/] from {path.name} (epoch {run.epoch + 1})")
-    truncate_metrics(run_dir / "metrics.jsonl", run.epoch)
-    writer = tensorboard_writer(run_dir) if cfg.train.tensorboard else None
+    run_dir = open_run_dir(cfg, run_dir, resume)
+    with run_lock(run_dir):
+        run = new_run(c, run_dir)
+        if resume:
+            _resume(c, run, console)
+        C.save(cfg, run_dir / "config.yaml")
+        truncate_metrics(run_dir / "metrics.jsonl", run.epoch)
+        summary = _train(c, run, console, progress)
+    summary["train_seconds"] = time.perf_counter() - t_start
+    summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    console.print(_summary_line(summary))
+    return summary
+
+
+def _train(c: Components, run: Run, console: Console, progress: bool) -> dict:
+    """The epochs (one pass over the data, then monitor, log and checkpoint), then the final evaluation."""
+    cfg, data = c.cfg, c.data
+    writer = tensorboard_writer(run.dir) if cfg.train.tensorboard else None
     x_train, x_mon = data.train.x.to(c.device), monitor_subset(c)
     y_train = data.train.y.to(c.device) if run.probe is not None else None
-
-    # the epochs: one pass over the data, then monitor, log and checkpoint
     c.model.train()
     with _progress_bar(console, progress) as bar:
         while run.epoch < cfg.train.epochs:  # end_epoch advances run.epoch
@@ -84,16 +100,25 @@ def fit(
             record["epoch_time"] = time.perf_counter() - t0
             end_epoch(c, run, record, x_mon, writer)
             bar.console.print(_epoch_line(record, cfg.train.epochs))
-
-    # the final evaluation on frozen features
-    summary = final_summary(c, run_dir)
-    summary["train_seconds"] = time.perf_counter() - t_start
-    summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if writer is not None:
         writer.close()
-    console.print(_summary_line(summary))
-    return summary
+    return final_summary(c, run.dir)
+
+
+def _resume(c: Components, run: Run, console: Console) -> None:
+    """Continue from the newest good checkpoint; a run killed before its first checkpoint starts over
+    (same seed, so it ends as an uninterrupted run would)."""
+    ckpt.remove_temp_files(run.dir / "checkpoints")
+    if not ckpt.list_checkpoints(run.dir / "checkpoints"):
+        console.print(f"no checkpoint in [bold]{run.dir}[/] yet: starting it over from epoch 1")
+        return
+    path = restore(c, run)
+    if run.epoch > c.cfg.train.epochs:
+        raise ConfigError(
+            f"'{run.dir}' has trained {run.epoch} epochs; train.epochs={c.cfg.train.epochs} would undo them "
+            f"(set train.epochs to {run.epoch} or more)"
+        )
+    console.print(f"resuming [bold]{run.dir}[/] from {path.name} (epoch {run.epoch + 1})")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -116,6 +141,12 @@ def new_run(c: Components, run_dir: Path) -> Run:
 def restore(c: Components, run: Run) -> Path:
     """Load the newest good checkpoint into the model, optimisers, probe and RNGs; returns its path."""
     state, path = ckpt.load_latest(run.dir / "checkpoints", map_location=c.device)
+    differ = config_differences(state["config"], c.cfg.model_dump(mode="json"))
+    if differ:
+        raise ConfigError(
+            f"'{run.dir / 'config.yaml'}' differs from the configuration its checkpoint {path.name} was "
+            f"trained with ({', '.join(differ)}); undo the edit, or start a new run"
+        )
     c.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["optimizer"])
     if run.probe is not None and state["probe"] is not None:
@@ -264,8 +295,9 @@ def _epoch_line(r: dict, epochs: int) -> str:
 
 def _summary_line(s: dict) -> str:
     if "linear_acc" not in s:
-        return f"RankMe(backbone) {s['rankme_backbone']:.1f} (no labels: probes skipped)"
+        why = s.get("probes_skipped", "no labels")
+        return f"RankMe(backbone) {s['rankme_backbone']:.1f} (probes skipped: {why})"
     return (
-        f"linear probe test accuracy [bold]{100 * s['linear_acc']:.2f} %[/], kNN (k=20) "
+        f"linear probe test accuracy [bold]{100 * s['linear_acc']:.2f} %[/], kNN (k={s['knn_k']}) "
         f"{100 * s['knn_acc']:.2f} %, RankMe(backbone) {s['rankme_backbone']:.1f}"
     )

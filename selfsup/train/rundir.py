@@ -2,36 +2,73 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import socket
+import warnings
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 from selfsup import config as C
 from selfsup.errors import ConfigError, SelfsupError
+from selfsup.paths import check_output_dir
 
 
 def open_run_dir(cfg: C.RunConfig, run_dir: str | Path | None, resume: bool) -> Path:
     """A new run directory (``train.out_dir/train.name``, or a dated name; never an existing one), or, to
-    resume, the given one after checking that its saved configuration matches ``cfg``."""
+    resume, the given one after checking that its saved configuration matches ``cfg``. Nothing is written
+    when a check fails."""
     if resume:
         run_dir = Path(run_dir)
-        if _comparable(C.load_yaml(run_dir)) != _comparable(cfg.model_dump(mode="json")):
+        differ = config_differences(read_run_config(run_dir), cfg.model_dump(mode="json"))
+        if differ:
             raise ConfigError(
-                f"cannot resume '{run_dir}' with a different configuration; rerun with its own config "
-                f"(selfsup train --resume {run_dir}) or start a new run"
+                f"cannot resume '{run_dir}' with a different configuration ({', '.join(differ)}); rerun with "
+                f"its own config (selfsup train --resume {run_dir}) or start a new run"
             )
         return run_dir
     run_dir = Path(run_dir) if run_dir else _new_name(cfg)
-    run_dir.mkdir(parents=True, exist_ok=False)
+    check_output_dir(run_dir.parent, "train.out_dir")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except OSError as err:
+        raise SelfsupError(f"cannot create the run directory '{run_dir}': {err.strerror or err}") from None
     return run_dir
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run directory's ``config.yaml`` as a dict; an empty or unreadable one is refused."""
+    data = C.load_yaml(run_dir, what="run config", hint="is this a selfsup run directory?")
+    if not data:
+        raise ConfigError(f"'{run_dir / 'config.yaml'}' is empty; it is not the config of a selfsup run")
+    return data
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Dotted keys whose values differ between two configs, ignoring what may change on resume (epochs may
+    grow; device, logging and names may change)."""
+    a, b = _flat(_comparable(saved)), _flat(_comparable(current))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "params" and not k.endswith("_args"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _comparable(cfg_dict: dict) -> dict:
     """The parts of a config that must match for a resume (epochs may grow, logging may change)."""
     d = json.loads(json.dumps(cfg_dict))
     for key in ("epochs", "name", "out_dir", "tensorboard", "device", "monitor_every"):
-        d["train"].pop(key, None)
+        d.get("train", {}).pop(key, None)
     return d
 
 
@@ -54,10 +91,28 @@ def append_metrics(path: Path, record: dict) -> None:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The records of ``metrics.jsonl``. A torn last line (a kill while appending) is dropped with a warning;
+    a bad line elsewhere means the file is not ours and is refused."""
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise SelfsupError(f"'{path}' is not a text file of JSON lines") from None
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                warnings.warn(f"'{path}': dropped a half-written last line (a killed run)", stacklevel=2)
+                break
+            raise SelfsupError(f"'{path}' line {i + 1} is not JSON; the file is damaged") from None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise SelfsupError(f"'{path}' line {i + 1} is not an epoch record; the file is damaged")
+        records.append(record)
+    return records
 
 
 def truncate_metrics(path: Path, start_epoch: int) -> None:
@@ -65,6 +120,44 @@ def truncate_metrics(path: Path, start_epoch: int) -> None:
     if path.is_file():
         keep = [r for r in read_metrics(path) if r["epoch"] <= start_epoch]
         path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (the owner's host and PID) while training, so that two processes never write
+    one run. A lock left by a dead process on this host is stale and taken over."""
+    lock = run_dir / ".lock"
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = lock.read_text(errors="replace").split() if lock.exists() else []
+            if len(owner) == 2 and owner[0] == socket.gethostname() and not _alive(int(owner[1])):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            who = f"process {owner[1]} on {owner[0]}" if len(owner) == 2 else "another process"
+            raise SelfsupError(
+                f"run '{run_dir}' is in use by {who}; wait for it (or remove '{lock}' if it is not running)"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    try:
+        yield
+    finally:
+        if lock.exists() and lock.read_text(errors="replace") == me:
+            lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def tensorboard_writer(run_dir: Path):
