@@ -2,9 +2,9 @@
 
 Each command runs in a fresh process; wall time, peak resident memory (getrusage of the child) and the
 final linear-probe / kNN test accuracy from its summary.json are recorded against the targets
-(main job: <= 180 s, <= 1.5 GB, >= 95 %; long preset: <= 600 s, >= 97 %).
+(main job: <= 180 s, <= 1.5 GB, >= 95 %; long preset: <= 600 s, >= 97 %; LeJEPA preset: the main job's).
 
-    python benchmarks/bench_main_job.py [--only main|long]
+    python benchmarks/bench_main_job.py [--only main long lejepa]
 
 Writes benchmarks/results/bench_main_job.json; the run directories stay in runs/bench/.
 """
@@ -31,6 +31,12 @@ JOBS = {
         "args": ["--config", str(ROOT / "configs" / "vicreg-mnist1d-long.yaml")],
         "target_s": 600,
         "target_acc": 0.97,
+    },
+    # LeJEPA with the main job's backbone and budget, against the main job's bar
+    "lejepa": {
+        "args": ["--config", str(ROOT / "configs" / "lejepa-mnist1d.yaml")],
+        "target_s": 180,
+        "target_acc": 0.95,
     },
 }
 
@@ -68,12 +74,12 @@ def run(name: str, job: dict, out_dir: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=sorted(JOBS))
+    ap.add_argument("--only", choices=sorted(JOBS), nargs="+", help="jobs to run (default: all)")
     args = ap.parse_args()
     results = json.loads(OUT.read_text()).get("jobs", {}) if OUT.is_file() else {}
     out_dir = ROOT / "runs" / "bench"  # kept, e.g. for `selfsup layers runs/bench/main`
     for name, job in JOBS.items():
-        if args.only in (None, name):
+        if args.only is None or name in args.only:
             shutil.rmtree(out_dir / name, ignore_errors=True)
             results[name] = run(name, job, str(out_dir))
             print(name, json.dumps(results[name], indent=1))

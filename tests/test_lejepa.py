@@ -42,7 +42,8 @@ def test_views_are_global_then_local():
 
 def test_run_records_the_loss_terms_and_resumes_the_direction_seed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["train", "--quiet", *TINY, "train.epochs=2", "train.monitor_every=1", "train.name=r"])
+    args = ["train", "--quiet", *TINY, "train.epochs=2", "train.monitor_every=1", "train.name=r"]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     run = tmp_path / "runs" / "r"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -106,7 +107,8 @@ def test_unknown_objective_lists_the_loss_metrics(tmp_path):
 
 
 def _sweep_data():
-    return {"name": "s", "base": {"method": {"name": "lejepa"}}, "space": {"optim.lr": {"type": "grid", "values": [1]}}}
+    space = {"optim.lr": {"type": "grid", "values": [1]}}
+    return {"name": "s", "base": {"method": {"name": "lejepa"}}, "space": space}
 
 
 def test_monitor_leaves_the_training_rng_alone():

@@ -14,7 +14,8 @@ def _epps_pulley_scipy(x: np.ndarray, t_max: float = 3.0) -> float:
     """N * integral_{-t_max}^{t_max} |phi_N(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt by scipy.integrate.quad."""
 
     def integrand(t):
-        return ((np.cos(t * x).mean() - np.exp(-t * t / 2)) ** 2 + np.sin(t * x).mean() ** 2) * np.exp(-t * t / 2)
+        phi = np.exp(-t * t / 2)
+        return ((np.cos(t * x).mean() - phi) ** 2 + np.sin(t * x).mean() ** 2) * phi
 
     return len(x) * quad(integrand, -t_max, t_max, epsabs=0, epsrel=1e-12, limit=500)[0]
 

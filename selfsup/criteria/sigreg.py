@@ -171,8 +171,8 @@ def lejepa_loss(
     """LeJEPA (Balestriero & LeCun 2025, arXiv 2511.08544, sec. 5): ``(1 - lambd) * prediction + lambd *
     SIGReg`` of (V, N, K) projections, the first ``n_global`` views global (see :func:`lejepa_terms`).
 
-    ``lambd`` is the method's one hyper-parameter: the paper's default 0.05 (its range 0.01-0.1; the
-    authors' minimal example uses 0.02). No stop-gradient, no predictor network, no teacher.
+    ``lambd`` is the method's one hyper-parameter: 0.05, the top of the 0.02-0.05 the paper recommends (it
+    explores 0.01-0.1; the authors' minimal example uses 0.02). No stop-gradient, predictor or teacher.
     """
     lambd = check_positive("lambd", lambd, allow_zero=True)
     if lambd > 1:

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from selfsup.errors import ConfigError, SelfsupError
+from selfsup.methods import RUN_METRICS
 from selfsup.select import study as S
 from selfsup.select import summary as summ
 from selfsup.select.selection import pick_highest
@@ -95,10 +96,11 @@ def run_sweep(
         f.unlink()
 
     n = sweep.n_trials
+    obj = sweep.objective
+    of_layer = "" if obj.metric in RUN_METRICS else f" of {obj.layer}"
     console.print(
         f"sweep [bold]{sweep.name}[/]: {n} trials, sampler {spec.sampler}, "
-        f"{spec.workers} worker(s), objective {sweep.objective.metric} of {sweep.objective.layer} "
-        f"({spec.direction}); "
+        f"{spec.workers} worker(s), objective {obj.metric}{of_layer} ({spec.direction}); "
         f"storage {S.safe_url(sweep.storage_url)}; directory {sweep.sweep_dir}"
     )
     if not S.slot_table(recs, n).all_done:
