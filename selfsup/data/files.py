@@ -265,27 +265,31 @@ def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
     elif "y_test" in data:
         raise SelfsupError(f"'{p}' has y_test but no x_test.")
 
-    num_classes = None
-    if y is not None:
-        top = int(y.max())
-        if test is not None and test.y is not None and len(test.y):
-            top = max(top, int(test.y.max()))
-        num_classes = top + 1
-        n_labels = len(y) + (len(test.y) if test is not None and test.y is not None else 0)
-        if num_classes > n_labels:
-            raise SelfsupError(
-                f"'{p}': labels must be class indices 0..C-1, but the largest is {top} for {n_labels} "
-                "labelled samples; remap them first, e.g. y = numpy.unique(y, return_inverse=True)[1]."
-            )
     return DataSplits(
         name=f"arrays:{p}",
         modality=modality,
         train=train,
         test=test,
-        num_classes=num_classes,
+        num_classes=_num_classes(p, y, test.y if test is not None else None),
         sample_shape=tuple(int(s) for s in x.shape[1:]),
         info={"source": str(p)},
     )
+
+
+def _num_classes(p: Path, y: torch.Tensor | None, y_test: torch.Tensor | None) -> int | None:
+    """Labels are class indices 0..C-1: C is the largest label + 1, and cannot exceed the labelled samples
+    (a label of 10**12 would otherwise size the online probe at 10**12 outputs)."""
+    if y is None:
+        return None
+    labels = [t for t in (y, y_test) if t is not None and len(t)]
+    top = max(int(t.max()) for t in labels)
+    n_labels = sum(len(t) for t in labels)
+    if top + 1 > n_labels:
+        raise SelfsupError(
+            f"'{p}': labels must be class indices 0..C-1, but the largest is {top} for {n_labels} "
+            "labelled samples; remap them first, e.g. y = numpy.unique(y, return_inverse=True)[1]."
+        )
+    return top + 1
 
 
 def _labels(y: np.ndarray | None, n: int, what: str) -> torch.Tensor | None:
