@@ -121,3 +121,28 @@ def test_monitor_leaves_the_training_rng_alone():
     after = torch.rand(1)
     torch.manual_seed(0)
     assert lejepa_monitor(c, x) == first and torch.equal(torch.rand(1), after)
+
+
+@pytest.mark.parametrize(
+    "backbone, shape",
+    [
+        ("mlp", (1, 8, 8)),
+        ("conv1d", (1, 40)),
+        ("convnet", (1, 8, 8)),
+        ("resnet18", (3, 32, 32)),
+        ("resnet50", (3, 32, 32)),
+        ("pde2d", (2, 32, 64)),
+    ],
+)
+def test_lejepa_trains_with_every_backbone(backbone, shape):
+    from selfsup.methods import SSLModel, get_method
+    from selfsup.models import build_backbone
+
+    torch.manual_seed(0)
+    model = SSLModel(get_method("lejepa"), build_backbone(backbone, shape), "64-16", params={"n_slices": 32})
+    x = torch.randn(8, *shape)
+    views = [x + 0.1 * torch.randn_like(x) for _ in range(4)]  # 2 global, 2 local (same shape)
+    loss, feats = model.loss(views, torch.arange(8))
+    loss.backward()
+    assert torch.isfinite(loss) and feats.shape[0] == 8
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
