@@ -49,9 +49,17 @@ def read_run_config(run_dir: Path) -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Dotted keys whose values differ between two configs, ignoring what may change on resume (epochs may
-    grow; device, logging and names may change)."""
-    a, b = _flat(_comparable(saved)), _flat(_comparable(current))
+    grow; device, logging and names may change). Both are completed with today's defaults first, so that a
+    run saved before a key existed compares equal when it used what is now that key's default."""
+    a, b = _flat(_comparable(_completed(saved))), _flat(_comparable(_completed(current)))
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def _completed(cfg_dict: dict) -> dict:
+    try:
+        return C.RunConfig.model_validate(cfg_dict).model_dump(mode="json")
+    except ValueError:  # not a valid config today: compare it as it is
+        return cfg_dict
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
