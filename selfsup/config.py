@@ -76,13 +76,6 @@ class TrainConfig(_Section):
             raise ValueError("LiDAR needs at least 2 samples; use 0 to switch it off")
         return v
 
-    @field_validator("name")
-    @classmethod
-    def _plain_name(cls, v: str | None) -> str | None:
-        if v is not None and (not v.strip() or "/" in v or "\\" in v or v in (".", "..")):
-            raise ValueError("must be a plain directory name inside train.out_dir (no '/', not '..')")
-        return v
-
 
 class RunConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig)

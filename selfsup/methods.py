@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from selfsup import criteria
-from selfsup.errors import ConfigError, unknown_name
+from selfsup.errors import ConfigError, SelfsupError, unknown_name
 from selfsup.models import Backbone, build_mlp, head_layer_outputs, head_output_dim
 from selfsup.options import check_options
 
@@ -163,6 +163,21 @@ def check_method_params(recipe: MethodRecipe, params: dict) -> None:
     params_ = inspect.signature(fn).parameters.values()
     inputs = [p.name for p in params_ if p.default is inspect.Parameter.empty]  # the tensors
     check_options(f"method '{recipe.name}'", params, fn, skip=(*inputs, "gather_distributed", "seed"))
+    gen = torch.Generator().manual_seed(0)  # not the global RNG: checking must not change a run's randomness
+    try:  # the criterion checks its own ranges (lambd in [0, 1], n_slices >= 1 ...): once, on a dummy batch
+        fn(*_DUMMY_INPUTS[recipe.kind](gen), **params)
+    except SelfsupError as err:
+        raise ConfigError(f"method '{recipe.name}': {err}") from None
+
+
+#: One tiny batch of the criterion's inputs per kind of method, for :func:`check_method_params`.
+_DUMMY_INPUTS: dict[str, Callable] = {
+    "pair": lambda g: (torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)),
+    "byol": lambda g: (torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)),
+    "simsiam": lambda g: (torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)),
+    "diet": lambda g: (torch.randn(4, 4, generator=g), torch.arange(4)),
+    "lejepa": lambda g: (torch.randn(2, 4, 3, generator=g), 2),
+}
 
 
 def resolve_layer(layer: str | None, names: Sequence[str]) -> str:

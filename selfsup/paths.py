@@ -30,7 +30,7 @@ def check_output_file(path: str | Path, suffix: str | None = None, what: str = "
     path = Path(path)
     if path.is_dir():
         raise SelfsupError(f"{what} '{path}' is a directory; give a file name inside it")
-    if suffix is not None and path.suffix.lower() != suffix:
+    if suffix is not None and path.suffix != suffix:  # np.save appends .npy to ".NPY" too
         raise SelfsupError(f"{what} '{path}' must end in {suffix}, e.g. '{path.with_suffix(suffix)}'")
     parent = path.parent
     if not parent.is_dir():

@@ -8,6 +8,7 @@ process, on a tree of files it snapshots before and after each case.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import yaml
 
 from selfsup.cli import main
 
+_HELD: list[int] = []  # descriptors of locks held for the whole module
 TINY = [
     "data.dataset=digits",
     "model.backbone=mlp",
@@ -91,7 +93,11 @@ def world(tmp_path_factory) -> Path:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     (root / "runs" / "badmetrics" / "metrics.jsonl").write_text("{oops\n" + "\n".join(lines) + "\n")
     shutil.copytree(run, root / "runs" / "locked")
-    (root / "runs" / "locked" / ".lock").write_text(f"{socket.gethostname()} {os.getpid()}")  # alive: us
+    lock = root / "runs" / "locked" / ".lock"
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}")
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by this test process: another writer, alive
+    _HELD.append(fd)
     return root
 
 

@@ -146,3 +146,18 @@ def test_lejepa_trains_with_every_backbone(backbone, shape):
     loss.backward()
     assert torch.isfinite(loss) and feats.shape[0] == 8
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_a_loss_objective_must_be_minimised(tmp_path):
+    data = {**_sweep_data(), "objective": {"metric": "lejepa_loss"}}  # direction left at maximize
+    with pytest.raises(ConfigError, match="set direction: minimize"):
+        load_sweep(data=data, sweep_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [({"lambd": 1.5}, "must lie in \\[0, 1\\]"), ({"n_slices": 0}, "n_slices must be an integer >= 1")],
+)
+def test_criterion_ranges_are_checked_with_the_config(params, message):
+    with pytest.raises(ConfigError, match=message):
+        C.from_dict({"method": {"name": "lejepa", "params": params}})

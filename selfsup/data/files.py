@@ -276,15 +276,19 @@ def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
     )
 
 
+#: Labels may skip class numbers, up to this many classes (or as many as there are labelled samples).
+MAX_SPARSE_CLASSES = 10_000
+
+
 def _num_classes(p: Path, y: torch.Tensor | None, y_test: torch.Tensor | None) -> int | None:
-    """Labels are class indices 0..C-1: C is the largest label + 1, and cannot exceed the labelled samples
-    (a label of 10**12 would otherwise size the online probe at 10**12 outputs)."""
+    """Labels are class indices 0..C-1: C is the largest label + 1, at most the number of labelled samples
+    or :data:`MAX_SPARSE_CLASSES` (a label of 10**12 would size the online probe at 10**12 outputs)."""
     if y is None:
         return None
     labels = [t for t in (y, y_test) if t is not None and len(t)]
     top = max(int(t.max()) for t in labels)
     n_labels = sum(len(t) for t in labels)
-    if top + 1 > n_labels:
+    if top + 1 > max(n_labels, MAX_SPARSE_CLASSES):
         raise SelfsupError(
             f"'{p}': labels must be class indices 0..C-1, but the largest is {top} for {n_labels} "
             "labelled samples; remap them first, e.g. y = numpy.unique(y, return_inverse=True)[1]."

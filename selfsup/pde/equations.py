@@ -153,6 +153,8 @@ def burgers_cole_hopf(d: Mapping[str, Tensor], k: Tensor, t: Tensor, nx: int) ->
 def _validate(name: str, p: Mapping[str, Any]) -> None:
     try:
         _check_params(name, p)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as err:  # e.g. nx=abc reaching int()
         shown = ", ".join(f"{k}={v!r}" for k, v in p.items() if isinstance(v, str))
         raise ConfigError(f"{name}: a parameter has the wrong type ({shown or err}); give numbers") from None

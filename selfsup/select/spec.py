@@ -397,6 +397,8 @@ def validate(sweep: Sweep) -> None:
         raise ConfigError(
             f"unknown objective metric '{obj.metric}'.{hint} Label-free metrics: {', '.join(known)}."
         )
+    if obj.metric in RUN_METRICS and spec.direction != "minimize":
+        raise ConfigError(f"objective {obj.metric} is a loss (lower is better): set direction: minimize")
     sel = spec.selection
     if sel.rule == "threshold":
         if sel.key is None and len(keys) != 1:

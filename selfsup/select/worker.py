@@ -118,6 +118,10 @@ def trial_metrics(summary: dict, sweep: Sweep) -> dict[str, Any]:
     return out
 
 
+def _of_layer(sweep: Sweep, metrics: dict) -> str:
+    return "" if sweep.objective.metric in RUN_METRICS else f" of layer {metrics['layer']}"
+
+
 def preflight(sweep: Sweep) -> list[str]:
     """Build the first trial's model once: bad dataset / backbone / layer names fail before any trial."""
     from selfsup.train import build
@@ -287,7 +291,7 @@ class Worker:
             return self._fail(
                 trial,
                 "non-finite score",
-                f"{sweep.objective.metric} of layer {metrics['layer']} is {metrics['score']}",
+                f"{sweep.objective.metric}{_of_layer(sweep, metrics)} is {metrics['score']}",
             )
         self._end(trial, float(metrics["score"]))
         self.say(f"trial {trial.number} complete: {sweep.objective.metric}={metrics['score']:.4g}")

@@ -15,7 +15,7 @@ from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import SSLModel, get_method
 from selfsup.models import build_backbone
 from selfsup.train import checkpoint as ckpt
-from selfsup.train.rundir import config_differences, read_run_config
+from selfsup.train.rundir import check_checkpoint_config, read_run_config
 from selfsup.views import build_view_set, default_recipe
 
 
@@ -99,12 +99,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Components
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": device})})
     c = build(cfg)
     state, path = ckpt.load_latest(run_dir / "checkpoints", map_location=c.device)
-    differ = config_differences(state["config"], cfg.model_dump(mode="json"))
-    if differ:
-        raise ConfigError(
-            f"'{run_dir / 'config.yaml'}' differs from the configuration of its checkpoint {path.name} "
-            f"({', '.join(differ)}); undo the edit"
-        )
+    check_checkpoint_config(state, cfg, run_dir, path)
     c.model.load_state_dict(state["model"])
     return c, path
 

@@ -65,8 +65,9 @@ def lejepa_monitor(c: Components, x_mon: torch.Tensor) -> dict[str, float]:
     training), views drawn from a fixed seed (the training RNG is left untouched), the model in eval mode,
     SIGReg's directions seeded by the batch's index."""
     m, bs = c.model, c.cfg.train.batch_size
-    devices = [c.device] if c.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    kind = c.device.type  # fork the RNG of the device the views draw from (cpu's is always forked)
+    fork = {"devices": []} if kind == "cpu" else {"devices": [c.device.index or 0], "device_type": kind}
+    with torch.random.fork_rng(**fork):
         torch.manual_seed(c.cfg.train.seed)
         views = [view(x_mon.to(c.device)) for view in c.views]
     layer = resolve_layer("projector", m.layer_names)

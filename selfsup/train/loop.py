@@ -32,7 +32,7 @@ from selfsup.train.evaluate import embed, final_summary, monitor
 from selfsup.train.optim import build_optimizer, lr_factor, set_lr
 from selfsup.train.rundir import (
     append_metrics,
-    config_differences,
+    check_checkpoint_config,
     open_run_dir,
     run_lock,
     tensorboard_writer,
@@ -79,9 +79,9 @@ def fit(
         C.save(cfg, run_dir / "config.yaml")
         truncate_metrics(run_dir / "metrics.jsonl", run.epoch)
         summary = _train(c, run, console, progress)
-    summary["train_seconds"] = time.perf_counter() - t_start
-    summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary["train_seconds"] = time.perf_counter() - t_start
+        summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(_summary_line(summary))
     return summary
 
@@ -141,12 +141,7 @@ def new_run(c: Components, run_dir: Path) -> Run:
 def restore(c: Components, run: Run) -> Path:
     """Load the newest good checkpoint into the model, optimisers, probe and RNGs; returns its path."""
     state, path = ckpt.load_latest(run.dir / "checkpoints", map_location=c.device)
-    differ = config_differences(state["config"], c.cfg.model_dump(mode="json"))
-    if differ:
-        raise ConfigError(
-            f"'{run.dir / 'config.yaml'}' differs from the configuration its checkpoint {path.name} was "
-            f"trained with ({', '.join(differ)}); undo the edit, or start a new run"
-        )
+    check_checkpoint_config(state, c.cfg, run.dir, path)
     c.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["optimizer"])
     if run.probe is not None and state["probe"] is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -55,6 +56,17 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
+def check_checkpoint_config(state: dict, cfg: C.RunConfig, run_dir: Path, checkpoint: Path) -> None:
+    """The run's configuration must be the one its checkpoint was trained with: an edited config.yaml is
+    refused, naming the keys (the weights would not fit, or training would go on under new settings)."""
+    differ = config_differences(state["config"], cfg.model_dump(mode="json"))
+    if differ:
+        raise ConfigError(
+            f"'{run_dir / 'config.yaml'}' differs from the configuration its checkpoint {checkpoint.name} "
+            f"was trained with ({', '.join(differ)}); undo the edit, or start a new run"
+        )
+
+
 def _completed(cfg_dict: dict) -> dict:
     try:
         return C.RunConfig.model_validate(cfg_dict).model_dump(mode="json")
@@ -81,6 +93,11 @@ def _comparable(cfg_dict: dict) -> dict:
 
 
 def _new_name(cfg: C.RunConfig) -> Path:
+    name = cfg.train.name
+    if name is not None and (not name.strip() or "/" in name or "\\" in name or name in (".", "..")):
+        raise ConfigError(
+            f"train.name={name!r} must be a plain directory name inside train.out_dir (no '/', not '..')"
+        )
     stamp = f"{cfg.method.name}-{cfg.data.dataset.split(':')[0]}-{datetime.now():%Y%m%d-%H%M%S}"
     name = cfg.train.name or stamp
     run_dir = Path(cfg.train.out_dir) / name
@@ -132,40 +149,36 @@ def truncate_metrics(path: Path, start_epoch: int) -> None:
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``run_dir/.lock`` (the owner's host and PID) while training, so that two processes never write
-    one run. A lock left by a dead process on this host is stale and taken over."""
+    """Hold an exclusive ``flock`` on ``run_dir/.lock`` while training, so that two processes never write one
+    run. The kernel drops the lock when its process dies, so a lock left by a killed run is no obstacle; the
+    file names the owner (host and PID) for the message a second writer gets."""
     lock = run_dir / ".lock"
-    me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            owner = lock.read_text(errors="replace").split() if lock.exists() else []
-            if len(owner) == 2 and owner[0] == socket.gethostname() and not _alive(int(owner[1])):
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 256).decode(errors="replace").split()
+            os.close(fd)
             who = f"process {owner[1]} on {owner[0]}" if len(owner) == 2 else "another process"
-            raise SelfsupError(
-                f"run '{run_dir}' is in use by {who}; wait for it (or remove '{lock}' if it is not running)"
-            ) from None
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
-        break
+            raise SelfsupError(f"run '{run_dir}' is in use by {who}; wait for it to finish") from None
+        if _same_file(lock, fd):  # not a file its previous owner unlinked while we opened it
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
     try:
         yield
     finally:
-        if lock.exists() and lock.read_text(errors="replace") == me:
-            lock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)  # while still holding it: nobody can have taken it meanwhile
+        os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def _same_file(path: Path, fd: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def tensorboard_writer(run_dir: Path):
