@@ -229,7 +229,6 @@ class Worker:
 
         if (src / "config.yaml").is_file() and list_checkpoints(src / "checkpoints"):
             os.replace(src, run_dir)
-            (run_dir / ".lock").unlink(missing_ok=True)  # its owner is dead (stale in the study), any host
             return True
         shutil.rmtree(src, ignore_errors=True)  # killed before its first checkpoint: nothing to keep
         return False
