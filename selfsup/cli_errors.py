@@ -47,8 +47,10 @@ def _log_bug() -> Path:
     """Write the current exception's traceback to a log file; return its path."""
     directory = Path(os.environ.get("SELFSUP_LOG_DIR") or tempfile.gettempdir())
     path = directory / f"selfsup-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    try:
-        path.write_text(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
+    try:  # readable by its owner only: the command line may hold a storage URL with a password
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(" ".join(sys.argv) + "\n\n" + traceback.format_exc())
     except OSError:
         path = Path("(could not write the log)")
     return path
