@@ -159,7 +159,7 @@ def _check_views(cfg: RunConfig, method, recipe: str | None) -> None:
             f"{data.n_views} with data.local_views={data.local_views} gives {n_global}"
         )
     if recipe is not None and data.local_views:
-        local = data.local_view_args or _under("data.local_view_args", local_view_options, recipe)
+        local = _under("data.local_view_args", local_view_options, recipe, data.local_view_args)
         _under("data.local_view_args", check_view_options, recipe, local)
 
 

@@ -171,10 +171,14 @@ def check_method_params(recipe: MethodRecipe, params: dict) -> None:
 
 
 #: One tiny batch of the criterion's inputs per kind of method, for :func:`check_method_params`.
+def _two_embeddings(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+
+
 _DUMMY_INPUTS: dict[str, Callable] = {
-    "pair": lambda g: (torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)),
-    "byol": lambda g: (torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)),
-    "simsiam": lambda g: (torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)),
+    "pair": _two_embeddings,
+    "byol": _two_embeddings,
+    "simsiam": _two_embeddings,
     "diet": lambda g: (torch.randn(4, 4, generator=g), torch.arange(4)),
     "lejepa": lambda g: (torch.randn(2, 4, 3, generator=g), 2),
 }

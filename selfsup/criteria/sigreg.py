@@ -27,7 +27,7 @@ from selfsup.criteria._common import (
 )
 from selfsup.errors import SelfsupError, ShapeError
 
-__all__ = ["lejepa_loss", "lejepa_terms", "sigreg_loss"]
+__all__ = ["lejepa_loss", "lejepa_mix", "lejepa_terms", "sigreg_loss"]
 
 #: Elements of the (batch, directions, t) grid evaluated at once; bounds the memory of large batches.
 _CHUNK_ELEMENTS = 1 << 23
@@ -174,8 +174,13 @@ def lejepa_loss(
     ``lambd`` is the method's one hyper-parameter: 0.05, the top of the 0.02-0.05 the paper recommends (it
     explores 0.01-0.1; the authors' minimal example uses 0.02). No stop-gradient, predictor or teacher.
     """
+    prediction, sigreg = lejepa_terms(z, n_global, n_slices, t_max, n_points, seed, gather_distributed)
+    return lejepa_mix(prediction, sigreg, lambd)
+
+
+def lejepa_mix(prediction, sigreg, lambd: float):
+    """LeJEPA's convex combination ``(1 - lambd) * prediction + lambd * sigreg`` (tensors or numbers)."""
     lambd = check_positive("lambd", lambd, allow_zero=True)
     if lambd > 1:
         raise SelfsupError(f"lambd weighs SIGReg against prediction and must lie in [0, 1]; got {lambd!r}.")
-    prediction, sigreg = lejepa_terms(z, n_global, n_slices, t_max, n_points, seed, gather_distributed)
     return (1 - lambd) * prediction + lambd * sigreg

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from selfsup.criteria import lejepa_terms
+from selfsup.criteria import lejepa_mix, lejepa_terms
 from selfsup.methods import SSLModel, resolve_layer
 from selfsup.probes import knn_probe, linear_probe
 from selfsup.quality import lidar, quality_report
@@ -77,9 +77,8 @@ def lejepa_monitor(c: Components, x_mon: torch.Tensor) -> dict[str, float]:
     batches = [z[:, i * bs : (i + 1) * bs] for i in range(n_batches)]
     terms = [lejepa_terms(zb, m.n_global, **options, seed=i) for i, zb in enumerate(batches)]
     prediction, sigreg = (sum(float(t[j]) for t in terms) / n_batches for j in (0, 1))
-    lambd = m.params["lambd"]
     return {
-        "lejepa_loss": (1 - lambd) * prediction + lambd * sigreg,  # criteria.lejepa_loss's mix
+        "lejepa_loss": lejepa_mix(prediction, sigreg, m.params["lambd"]),
         "lejepa_prediction": prediction,
         "lejepa_sigreg": sigreg,
     }

@@ -199,9 +199,12 @@ LOCAL_CROP_SCALE = {"signal": (0.3, 0.6), "small-image": (0.25, 0.5)}
 _LOCAL_CROP_SCALE_IMAGES = (0.05, 0.3)
 
 
-def local_view_options(recipe: str) -> dict:
-    """The options that make a recipe's view a local one: a smaller ``crop_scale``, resized to the full
-    sample shape (so every backbone takes it). A recipe without ``crop_scale`` has no default."""
+def local_view_options(recipe: str, given: dict | None = None) -> dict:
+    """The options that make a recipe's view a local one: ``given`` when not empty, else a smaller
+    ``crop_scale``, resized to the full sample shape (so every backbone takes it). A recipe without
+    ``crop_scale`` has no default."""
+    if given:
+        return dict(given)
     if recipe in LOCAL_CROP_SCALE:
         return {"crop_scale": LOCAL_CROP_SCALE[recipe]}
     if get_view_recipe(recipe).options is ImageViews:
@@ -232,7 +235,7 @@ def build_view_set(
     n_global = int(n_views) - int(local_views)
     local = dict(options)
     if local_views:
-        local.update(local_options or local_view_options(recipe))
+        local.update(local_view_options(recipe, local_options))
     return nn.ModuleList(
         build_views(recipe, sample_shape, view_index=i, **(options if i < n_global else local))
         for i in range(n_views)
