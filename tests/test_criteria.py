@@ -236,6 +236,26 @@ def test_value_and_gradient_match_float64_reference(name, lib, ref):
         torch.testing.assert_close(b.grad.double(), r2.grad, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("n,k", [(64, 256), (512, 32)], ids=["N<K (Gram path)", "N>K (covariance path)"])
+def test_vicreg_covariance_term_on_a_decorrelated_batch_matches_float64(n, k):
+    # the off-diagonal sum is ||Z^T Z||_F^2 - sum diag^2 (float32): check it where it is smallest against the
+    # diagonal, on nearly decorrelated embeddings (orthonormal columns + 1 % noise), value and gradient
+    g = torch.Generator().manual_seed(n)
+    q, _ = torch.linalg.qr(torch.randn(n, min(n, k), generator=g, dtype=torch.float64))
+    z = torch.cat([q] * (k // q.shape[1]), 1)[:, :k] if k > n else q
+    z1 = z * n**0.5 + 0.01 * torch.randn(n, k, generator=g, dtype=torch.float64)
+    z2 = z1 + 0.01 * torch.randn(n, k, generator=g, dtype=torch.float64)
+    a, b = z1.float().requires_grad_(), z2.float().requires_grad_()
+    out = vicreg_loss(a, b, sim_coeff=0.0, std_coeff=0.0, cov_coeff=1.0)
+    out.backward()
+    x, y = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    off = ~torch.eye(k, dtype=torch.bool)
+    expected = sum(torch.cov(v.T)[off].pow(2).sum() / k for v in (x, y))
+    expected.backward()
+    torch.testing.assert_close(out.double(), expected.detach(), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(a.grad.double(), x.grad, rtol=1e-3, atol=1e-4 * float(x.grad.abs().max()))
+
+
 def test_vicreg_matches_official_code_transcription():
     # facebookresearch/vicreg main_vicreg.py, VICReg.forward after the projector, single process
     z1, z2 = _views(seed=3, n=16, k=8)

@@ -73,7 +73,9 @@ def vicreg_loss(
              + std_coeff * (v(z1) + v(z2)) / 2          v(z) = mean_j relu(1 - sqrt(Var(z_j) + eps))
              + cov_coeff * (c(z1) + c(z2))              c(z) = sum_{i != j} Cov(z)_ij^2 / K
 
-    with the unbiased variance, Cov(z) = z_c^T z_c / (N - 1) and z_c the column-centred batch.
+    with the unbiased variance, Cov(z) = z_c^T z_c / (N - 1) and z_c the column-centred batch. The
+    off-diagonal sum is computed through the N x N Gram matrix when N < K (same value, see
+    :func:`_off_diagonal_sq`).
 
     Args:
         z1, z2: (N, K) embeddings of the two views, N >= 2.
@@ -88,10 +90,24 @@ def vicreg_loss(
             x, y, _ = gather_pair(x, y)
         n, k = x.shape
         repr_loss, std_loss, x, y = _invariance_variance(x, y, eps)
-        cov_x = (x.T @ x) / (n - 1)
-        cov_y = (y.T @ y) / (n - 1)
-        cov_loss = off_diagonal(cov_x).pow(2).sum() / k + off_diagonal(cov_y).pow(2).sum() / k
+        cov_loss = (_off_diagonal_sq(x) + _off_diagonal_sq(y)) / ((n - 1) ** 2 * k)
         return sim * repr_loss + std * std_loss + cov * cov_loss
+
+
+def _off_diagonal_sq(x: torch.Tensor) -> torch.Tensor:
+    """sum_{i != j} (x^T x)_ij^2 of an N x K matrix; through the N x N Gram matrix when N < K.
+
+    ||x^T x||_F^2 = ||x x^T||_F^2 (both are trace((x^T x)^2)) and the diagonal of x^T x holds the columns'
+    squared norms, so with fewer samples than dimensions (the usual case: batch 128-256, projector
+    1024-8192) an N x N product replaces the official code's K x K covariance. The subtraction is safe
+    there: x^T x has rank <= N, so with equal column variances its off-diagonal mass is at least
+    K / N - 1 times the diagonal's (tests/test_criteria.py checks a decorrelated batch against float64).
+    With N >= K the off-diagonal entries are summed directly, as the official code does.
+    """
+    n, k = x.shape
+    if n >= k:
+        return off_diagonal(x.T @ x).pow(2).sum()
+    return (x @ x.T).pow(2).sum() - x.pow(2).sum(dim=0).pow(2).sum()
 
 
 def _exp_inputs(name: str, z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau):
