@@ -27,9 +27,9 @@ from selfsup.data import load_dataset
 from selfsup.errors import ConfigError, DivergenceError, NonFiniteError
 from selfsup.methods import resolve_layer
 from selfsup.train import checkpoint as ckpt
-from selfsup.train.components import Components, build, check_batch_size, monitor_subset
+from selfsup.train.components import Components, build, check_batch_size, monitor_subset, use_amp
 from selfsup.train.evaluate import embed, final_summary, monitor
-from selfsup.train.optim import build_optimizer, lr_factor, set_lr
+from selfsup.train.optim import build_optimizer, fusable, lr_factor, set_lr
 from selfsup.train.rundir import (
     append_metrics,
     check_checkpoint_config,
@@ -134,7 +134,7 @@ def new_run(c: Components, run_dir: Path) -> Run:
     probe = probe_opt = None
     if c.cfg.train.online_probe and c.data.train.y is not None and c.data.num_classes:
         probe = nn.Linear(c.model.backbone.out_dim, c.data.num_classes).to(c.device)
-        probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
+        probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-3, fused=fusable(list(probe.parameters())))
     return Run(run_dir, opt, probe, probe_opt)
 
 
@@ -165,13 +165,13 @@ def train_epoch(c: Components, run: Run, x_train, y_train, bar: Progress) -> dic
     )
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
-    use_amp = cfg.train.amp and device.type == "cuda"
+    amp = use_amp(cfg.train.amp, device)
     task = bar.task_ids[0]
     bar.reset(task, total=steps, epoch=f"{epoch + 1}/{cfg.train.epochs}", loss="-")
     for b in range(steps):
         idx = perm[b * bs : (b + 1) * bs].to(device)
         set_lr(run.opt, cfg.optim.lr * lr_factor(run.step, cfg.optim, steps, total_steps))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             views = [view(x_train[idx]) for view in c.views]
             try:
                 loss, feats = model.loss(views, idx)
