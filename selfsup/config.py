@@ -60,7 +60,7 @@ class TrainConfig(_Section):
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"
-    amp: bool = True  # mixed precision, used on CUDA only
+    amp: bool = True  # bfloat16 autocast on CUDA and on CPUs with AMX (train.components.use_amp)
     monitor_every: int = Field(2, ge=1)
     lidar_samples: int = Field(256, ge=0)  # monitor samples used for LiDAR (0 disables it, else >= 2)
     online_probe: bool = True

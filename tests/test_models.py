@@ -362,3 +362,40 @@ def test_head_layer_outputs_non_sequential():
     outs = head_layer_outputs(lin, x)
     assert list(outs) == ["proj1"]
     torch.testing.assert_close(outs["proj1"], lin(x))
+
+
+@pytest.mark.parametrize("stride,padding,kernel,length", [(1, 1, 3, 40), (2, 1, 3, 41), (1, 2, 5, 40), (2, 0, 1, 40)])
+def test_conv1d_matmul_backward_passes_gradcheck(stride, padding, kernel, length):
+    # the custom backward (conv_transpose1d + im2col matmul) against autograd's numerical Jacobian, float64
+    from selfsup.models.backbones import _Conv1dMatmulBackward
+
+    g = torch.Generator().manual_seed(length)
+    x = torch.randn(3, 4, length, dtype=torch.float64, generator=g).requires_grad_()
+    w = torch.randn(5, 4, kernel, dtype=torch.float64, generator=g).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: _Conv1dMatmulBackward.apply(a, b, stride, padding), (x, w))
+
+
+def test_conv1d_under_cpu_bf16_autocast_matches_nn_conv1d():
+    # same forward and gradients as nn.Conv1d's own bfloat16 path (to bfloat16 precision), same state dict
+    from selfsup.models.backbones import Conv1d
+
+    torch.manual_seed(0)
+    ours = Conv1d(8, 16, 3, stride=2, padding=1, bias=False)
+    ref = nn.Conv1d(8, 16, 3, stride=2, padding=1, bias=False)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(32, 8, 20)
+    outs, grads = [], []
+    for conv in (ours, ref):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(xi)
+        assert y.dtype == torch.bfloat16
+        y.float().square().sum().backward()
+        outs.append(y.float())
+        grads.append((xi.grad, conv.weight.grad))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)  # the forward is the same oneDNN call
+    for a, b in zip(grads[0], grads[1], strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2 * float(b.abs().max()))
+    with torch.no_grad():  # float32 (no autocast): exactly nn.Conv1d
+        torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)

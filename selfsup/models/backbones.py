@@ -173,6 +173,58 @@ class Backbone(nn.Module):
 # ----------------------------------------------------------------------------------------------- blocks
 
 
+class _Conv1dMatmulBackward(torch.autograd.Function):
+    """conv1d (no bias, groups 1, dilation 1, zero padding) whose backward is two matrix products:
+    grad_input = conv_transpose1d(grad_out, W), grad_weight = grad_out (O x B*L') @ im2col(x) (B*L' x C*k)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = stride, padding
+        return torch.nn.functional.conv1d(x, weight, None, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        s, p = ctx.stride, ctx.padding
+        (b, c, length), (o, _, k), out_len = x.shape, weight.shape, grad.shape[2]
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            extra = length - ((out_len - 1) * s - 2 * p + k)  # input positions no output window reached
+            grad_x = torch.nn.functional.conv_transpose1d(grad, weight, None, s, p, extra)
+        if ctx.needs_input_grad[1]:
+            cols = torch.nn.functional.pad(x, (p, p)).unfold(2, k, s)  # B x C x L' x k
+            cols = cols.permute(0, 2, 1, 3).reshape(b * out_len, c * k)
+            grad_w = (grad.permute(1, 0, 2).reshape(o, b * out_len) @ cols).view(o, c, k)
+        return grad_x, grad_w, None, None
+
+
+class Conv1d(nn.Conv1d):
+    """``nn.Conv1d`` with a faster backward under CPU bfloat16 autocast (``train.amp`` on AMX CPUs).
+
+    oneDNN's bfloat16 convolution backward on short signals (L = 10-40) is about twice as slow as its
+    forward pass plus two bfloat16 matrix products; :class:`_Conv1dMatmulBackward` computes the same
+    gradients that way (checked against autograd in float64 by tests/test_models.py). A main-job step goes
+    from 91 to 84 ms (benchmarks/results/bench_main_job.json). Everything else (float32, CUDA, bias,
+    groups, dilation, other padding modes) is ``nn.Conv1d`` itself; the state dict is the same.
+    """
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        plain = (
+            bias is not None
+            or self.groups != 1
+            or self.dilation != (1,)
+            or self.padding_mode != "zeros"
+            or isinstance(self.padding, str)
+        )
+        if plain or x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+            return super()._conv_forward(x, weight, bias)
+        dtype = torch.get_autocast_dtype("cpu")
+        with torch.autocast("cpu", enabled=False):
+            return _Conv1dMatmulBackward.apply(x.to(dtype), weight.to(dtype), self.stride[0], self.padding[0])
+
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block (He et al. 2016): conv3-BN-ReLU-conv3-BN + shortcut, then ReLU.
 
@@ -183,7 +235,7 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, dims: int = 2, conv3=None) -> None:
         super().__init__()
-        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        conv, norm = (Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
         if conv3 is None:
 
             def conv3(i: int, o: int, s: int) -> nn.Module:
@@ -309,7 +361,7 @@ class Conv1dResNet(SmallResNet):
             )
         channels, length = sample_shape
         stem = nn.Sequential(
-            nn.Conv1d(channels, width, stem_kernel, padding=stem_kernel // 2, bias=False),
+            Conv1d(channels, width, stem_kernel, padding=stem_kernel // 2, bias=False),
             nn.BatchNorm1d(width),
             nn.ReLU(inplace=True),
         )

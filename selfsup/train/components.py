@@ -44,6 +44,18 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def use_amp(enabled: bool, device: torch.device) -> bool:
+    """Whether training steps run under bfloat16 autocast (``train.amp``): on CUDA, and on CPUs with AMX
+    bfloat16 tiles (Intel Sapphire Rapids and later), where oneDNN runs bfloat16 convolutions and matrix
+    products several times faster than float32. Elsewhere (most laptops) bfloat16 is emulated and slower,
+    so the step stays float32. Criteria compute in float32 either way."""
+    if not enabled:
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 @dataclass
 class Components:
     """Everything :func:`build` makes from a config; shared by training, embedding, probes and layers."""
