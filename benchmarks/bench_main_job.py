@@ -10,7 +10,7 @@ the monitor or checkpoints), reported against this machine's 2048 x 2048 matmul 
 bfloat16) measured in the same run. ``--baseline REV`` also runs each job from a git worktree of REV (the
 code before a change) in the same session, so the speed-up is a ratio of two runs on the same machine state.
 
-    python benchmarks/bench_main_job.py [--only main long lejepa digits burgers] [--seeds 0 1 2]
+    python benchmarks/bench_main_job.py [--only main main-fp32 long lejepa digits burgers] [--seeds 0 1 2]
                                         [--baseline REV]
 
 Writes benchmarks/results/bench_main_job.json; the run directories stay in runs/bench/.
@@ -34,20 +34,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "bench_main_job.json"
 JOBS = {
-    "main": {"args": [], "target_s": 100, "target_acc": 0.95},
-    "long": {"args": ["--config", "configs/vicreg-mnist1d-long.yaml"], "target_s": 600, "target_acc": 0.97},
+    "main": {"config": None, "target_s": 100, "target_acc": 0.95},
+    # the same without mixed precision: what a CPU without AMX runs (and the accuracy check of bfloat16)
+    "main-fp32": {"config": None, "overrides": ["train.amp=false"], "target_s": None, "target_acc": 0.95},
+    "long": {"config": "configs/vicreg-mnist1d-long.yaml", "target_s": 600, "target_acc": 0.97},
     # LeJEPA with the main job's backbone and budget, against the main job's bar
-    "lejepa": {"args": ["--config", "configs/lejepa-mnist1d.yaml"], "target_s": 180, "target_acc": 0.95},
+    "lejepa": {"config": "configs/lejepa-mnist1d.yaml", "target_s": 180, "target_acc": 0.95},
     # one image and one PDE preset: no targets of their own, timed to see that the changes help them too
-    "digits": {"args": ["--config", "configs/vicreg-digits.yaml"], "target_s": None, "target_acc": None},
-    "burgers": {"args": ["--config", "configs/vicreg-burgers.yaml"], "target_s": None, "target_acc": None},
+    "digits": {"config": "configs/vicreg-digits.yaml", "target_s": None, "target_acc": None},
+    "burgers": {"config": "configs/vicreg-burgers.yaml", "target_s": None, "target_acc": None},
 }
+SEEDED = ("main", "main-fp32")  # the jobs --seeds applies to
 
 
 def run(name: str, job: dict, out_dir: Path, src: Path = ROOT, seed: int | None = None) -> dict:
     """One `selfsup train` of the code in ``src`` (ROOT, or a baseline worktree), in a fresh process."""
-    extra = [] if seed is None else [f"train.seed={seed}"]
-    cmd = [sys.executable, "-m", "selfsup.cli", "train", "--quiet", *job["args"], *extra]
+    extra = job.get("overrides", []) + ([] if seed is None else [f"train.seed={seed}"])
+    args = ["--config", job["config"]] if job["config"] else []
+    cmd = [sys.executable, "-m", "selfsup.cli", "train", "--quiet", *args, *extra]
     cmd += [f"train.out_dir={out_dir}", f"train.name={name}"]
     shutil.rmtree(out_dir / name, ignore_errors=True)
     t0 = time.perf_counter()
@@ -59,7 +63,7 @@ def run(name: str, job: dict, out_dir: Path, src: Path = ROOT, seed: int | None 
     s = json.loads((out_dir / name / "summary.json").read_text())
     records = [json.loads(line) for line in (out_dir / name / "metrics.jsonl").read_text().splitlines()]
     return {
-        "command": " ".join(["selfsup train", *job["args"], *extra]),
+        "command": " ".join(["selfsup train", *args, *extra]),
         "seed": 0 if seed is None else seed,
         "wall_s": round(wall, 1),
         "train_steps_s": round(sum(r["epoch_time"] for r in records), 1),
@@ -88,8 +92,7 @@ def step_gflop(job: dict, src: Path = ROOT) -> float:
     from selfsup import config as C
     from selfsup.train.components import build
 
-    args = job["args"]
-    cfg = C.resolve(Path(args[1]) if args else None, [])  # relative to the working directory
+    cfg = C.resolve(job["config"], job.get("overrides", []))  # the path is relative to the working directory
     c = build(cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})}))
     idx = torch.arange(cfg.train.batch_size)
     counter = FlopCounterMode(display=False)
@@ -118,14 +121,14 @@ def matmul_gflops() -> dict:
 
 def summarise(name: str, job: dict, rows: list[dict], base: dict | None, gflop: float, mm: dict) -> dict:
     """The job's rows (one per seed), their mean and spread, the targets, throughput and the baseline."""
-    acc = [r["linear_acc"] for r in rows]
+    acc = [r["linear_acc"] for r in rows if r["linear_acc"] is not None]  # None: a dataset without labels
     gflops = gflop * rows[0]["steps"] / rows[0]["train_steps_s"]
     out = {
         "command": rows[0]["command"].removesuffix(" train.seed=0"),
         "runs": rows,
         "wall_s_mean": round(sum(r["wall_s"] for r in rows) / len(rows), 1),
-        "linear_acc_mean": round(sum(acc) / len(acc), 4),
-        "linear_acc_min": min(acc),
+        "linear_acc_mean": round(sum(acc) / len(acc), 4) if acc else None,
+        "linear_acc_min": min(acc, default=None),
         "peak_rss_mb_max": max(r["peak_rss_mb"] for r in rows),
         "gflop_per_step": round(gflop, 2),
         "train_gflops": round(gflops, 1),
@@ -148,29 +151,33 @@ def summarise(name: str, job: dict, rows: list[dict], base: dict | None, gflop: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=sorted(JOBS), nargs="+", help="jobs to run (default: all)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the main job")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the main job (and main-fp32)")
     ap.add_argument("--baseline", metavar="REV", help="also run each job from this git revision")
     args = ap.parse_args()
     os.chdir(ROOT)  # the presets' paths are relative to the repository
     results = json.loads(OUT.read_text()).get("jobs", {}) if OUT.is_file() else {}
-    out_dir = ROOT / "runs" / "bench"  # kept, e.g. for `selfsup layers runs/bench/main`
+    out_dir = ROOT / "runs" / "bench"  # kept, e.g. for `selfsup layers runs/bench/main-s0`
     mm = matmul_gflops()
     with baseline_tree(args.baseline) as base_src:
         for name, job in JOBS.items():
             if args.only is not None and name not in args.only:
                 continue
-            seeds = args.seeds if name == "main" else [None]
-            rows = [run(name, job, out_dir, seed=s) for s in seeds]
+            seeds = args.seeds if name in SEEDED else [None]
+            rows = [run(name if s is None else f"{name}-s{s}", job, out_dir, seed=s) for s in seeds]
             base = None
             if base_src is not None:
                 base = run(f"{name}-baseline", job, out_dir, base_src)
                 base["gflop_per_step"] = round(step_gflop(job, base_src), 2)
             results[name] = summarise(name, job, rows, base, step_gflop(job), mm)
             print(name, json.dumps({k: v for k, v in results[name].items() if k != "runs"}, indent=1))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+            write(results, mm, args.baseline)  # after every job: a later failure loses nothing
+
+
+def write(results: dict, mm: dict, baseline: str | None) -> None:
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()}
-    doc = {"benchmark": "bench_main_job", "jobs": results, "matmul_gflops": mm, "baseline_rev": args.baseline}
+    doc = {"benchmark": "bench_main_job", "jobs": results, "matmul_gflops": mm, "baseline_rev": baseline}
     doc |= {"date": datetime.now(timezone.utc).isoformat(), "machine": machine}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(doc, indent=2))
 
 

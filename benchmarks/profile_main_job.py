@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -49,8 +50,8 @@ def main() -> None:
     import selfsup.cli  # noqa: F401
     from selfsup import config as C
     from selfsup.report import write_run_report
-    from selfsup.train import evaluate, loop
     from selfsup.train import checkpoint as ckpt
+    from selfsup.train import evaluate, loop
 
     PHASES["import torch + selfsup"] = [time.perf_counter() - T_START, 1]
     timed(loop, "load_dataset", "load data")
@@ -64,8 +65,6 @@ def main() -> None:
     timed(evaluate, "linear_probe", "  of which: final linear probe (L-BFGS)")
     timed(evaluate, "knn_probe", "  of which: final kNN probe")
     cfg = C.resolve(None, sys.argv[1:] + ["train.out_dir=runs/bench", "train.name=profile"])
-    import shutil
-
     shutil.rmtree(ROOT / "runs" / "bench" / "profile", ignore_errors=True)
     t0 = time.perf_counter()
     summary = loop.fit(cfg, progress=False)

@@ -364,7 +364,9 @@ def test_head_layer_outputs_non_sequential():
     torch.testing.assert_close(outs["proj1"], lin(x))
 
 
-@pytest.mark.parametrize("stride,padding,kernel,length", [(1, 1, 3, 40), (2, 1, 3, 41), (1, 2, 5, 40), (2, 0, 1, 40)])
+@pytest.mark.parametrize(
+    "stride,padding,kernel,length", [(1, 1, 3, 40), (2, 1, 3, 41), (1, 2, 5, 40), (2, 0, 1, 40)]
+)
 def test_conv1d_matmul_backward_passes_gradcheck(stride, padding, kernel, length):
     # the custom backward (conv_transpose1d + im2col matmul) against autograd's numerical Jacobian, float64
     from selfsup.models.backbones import _Conv1dMatmulBackward

@@ -80,8 +80,10 @@ def _cli(args, cwd):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize("amp", ["true", "false"])  # bfloat16 steps where the CPU has AMX; float32
+def test_kill_and_resume_matches_uninterrupted(tmp_path, amp):
     args = ["train", "--quiet", *TINY, "train.epochs=6", "train.deterministic=true", "train.seed=3"]
+    args.append(f"train.amp={amp}")
     full = _cli([*args, "train.name=full"], tmp_path)
     out, _ = full.communicate(timeout=300)
     assert full.returncode == 0, out
@@ -188,3 +190,43 @@ def test_bad_input_exits_2(tmp_path, monkeypatch):
 def test_resume_needs_a_run_dir(tmp_path):
     res = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert res.exit_code == 2 and "not a run directory" in res.output
+
+
+def test_amp_applies_on_cuda_and_on_amx_cpus_only(monkeypatch):
+    from selfsup.train.components import use_amp
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_amp(True, cuda) and not use_amp(False, cuda)
+    assert not use_amp(True, torch.device("mps"))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert use_amp(True, cpu) and not use_amp(False, cpu)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not use_amp(True, cpu)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)  # an older torch
+    assert not use_amp(True, cpu)
+
+
+def test_fused_adamw_gives_the_same_steps_as_the_reference_adamw():
+    # torch's fused kernel against its for-loop AdamW, weight decay on matrices only (build_optimizer)
+    from selfsup.config import OptimConfig
+    from selfsup.train.optim import build_optimizer, fusable
+
+    torch.manual_seed(0)
+    # (no BatchNorm after a biased layer: that bias's true gradient is 0, and Adam would amplify rounding noise)
+    nets = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))]
+    nets.append(__import__("copy").deepcopy(nets[0]))
+    params = [list(n.parameters()) for n in nets]
+    assert fusable(params[0])
+    fused = build_optimizer(params[0], OptimConfig(lr=1e-2, weight_decay=0.1))
+    assert fused.defaults["fused"]
+    groups = [{"params": [p for p in params[1] if p.ndim > 1], "weight_decay": 0.1}]
+    groups.append({"params": [p for p in params[1] if p.ndim <= 1], "weight_decay": 0.0})
+    reference = torch.optim.AdamW(groups, lr=1e-2, foreach=False)
+    x = torch.randn(32, 8)
+    for _ in range(5):
+        for net, opt in zip(nets, (fused, reference), strict=True):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(params[0], params[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -224,7 +224,6 @@ class Conv1d(nn.Conv1d):
             return _Conv1dMatmulBackward.apply(x.to(dtype), weight.to(dtype), self.stride[0], self.padding[0])
 
 
-
 class BasicBlock(nn.Module):
     """ResNet basic block (He et al. 2016): conv3-BN-ReLU-conv3-BN + shortcut, then ReLU.
 
