@@ -4,9 +4,10 @@ The library's phase functions are wrapped with timers from outside (nothing in s
 script), then the same code path as `selfsup train` runs in this process. Training steps are the epochs'
 time minus the monitor; "other" is what no timer covers (rich output, process exit is not counted).
 
-    python benchmarks/profile_main_job.py [overrides ...]        # e.g. train.epochs=4
+    python benchmarks/profile_main_job.py [--label NAME] [overrides ...]        # e.g. train.epochs=4
+    PYTHONPATH=OLD_CHECKOUT python benchmarks/profile_main_job.py --label before   # older code, same script
 
-Writes benchmarks/results/profile_main_job.json (phase -> seconds, calls) and prints the table.
+Writes benchmarks/results/profile_main_job[-NAME].json (phase -> seconds, calls) and prints the table.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "profile_main_job.json"
+LABEL = sys.argv.pop(2) if sys.argv[1:2] == ["--label"] else None
+OUT = ROOT / "benchmarks" / "results" / f"profile_main_job{'-' + LABEL if LABEL else ''}.json"
 PHASES: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
 
 
@@ -47,6 +49,7 @@ def timed(module, name: str, phase: str) -> None:
 def main() -> None:
     import torch  # noqa: F401  (import time is its own phase)
 
+    import selfsup
     import selfsup.cli  # noqa: F401
     from selfsup import config as C
     from selfsup.report import write_run_report
@@ -64,8 +67,9 @@ def main() -> None:
     timed(evaluate, "quality_report", "  of which: quality reports (monitor and final)")
     timed(evaluate, "linear_probe", "  of which: final linear probe (L-BFGS)")
     timed(evaluate, "knn_probe", "  of which: final kNN probe")
-    cfg = C.resolve(None, sys.argv[1:] + ["train.out_dir=runs/bench", "train.name=profile"])
-    shutil.rmtree(ROOT / "runs" / "bench" / "profile", ignore_errors=True)
+    overrides = sys.argv[2:] if LABEL else sys.argv[1:]
+    cfg = C.resolve(None, overrides + ["train.out_dir=runs/bench", f"train.name=profile-{LABEL or 'now'}"])
+    shutil.rmtree(ROOT / "runs" / "bench" / f"profile-{LABEL or 'now'}", ignore_errors=True)
     t0 = time.perf_counter()
     summary = loop.fit(cfg, progress=False)
     PHASES["fit (total)"] = [time.perf_counter() - t0, 1]
@@ -82,7 +86,8 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "profile_main_job",
-                "overrides": sys.argv[1:],
+                "overrides": sys.argv[2:] if LABEL else sys.argv[1:],
+                "code": str(Path(selfsup.__file__).resolve().parent.parent),
                 "wall_s": round(wall, 2),
                 "linear_acc": summary.get("linear_acc"),
                 "phases": rows,

@@ -1,5 +1,6 @@
 """Training engine: methods learn, the online probe is detached, kill/resume is exact, bad input exits 2."""
 
+import copy
 import json
 import signal
 import subprocess
@@ -212,9 +213,9 @@ def test_fused_adamw_gives_the_same_steps_as_the_reference_adamw():
     from selfsup.train.optim import build_optimizer, fusable
 
     torch.manual_seed(0)
-    # (no BatchNorm after a biased layer: that bias's true gradient is 0, and Adam would amplify rounding noise)
+    # no BatchNorm after a biased layer: that bias's gradient is 0, Adam would amplify its rounding noise
     nets = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))]
-    nets.append(__import__("copy").deepcopy(nets[0]))
+    nets.append(copy.deepcopy(nets[0]))
     params = [list(n.parameters()) for n in nets]
     assert fusable(params[0])
     fused = build_optimizer(params[0], OptimConfig(lr=1e-2, weight_decay=0.1))
