@@ -236,14 +236,19 @@ def test_value_and_gradient_match_float64_reference(name, lib, ref):
         torch.testing.assert_close(b.grad.double(), r2.grad, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("n,k", [(64, 256), (512, 32)], ids=["N<K (Gram path)", "N>K (covariance path)"])
-def test_vicreg_covariance_term_on_a_decorrelated_batch_matches_float64(n, k):
+@pytest.mark.parametrize(
+    "n,k,dominant",
+    [(64, 256, 1.0), (512, 32, 1.0), (128, 1024, 1000.0)],
+    ids=["N<K (Gram path)", "N>K (covariance path)", "N<K, one column 1000x the others"],
+)
+def test_vicreg_covariance_term_on_a_decorrelated_batch_matches_float64(n, k, dominant):
     # the off-diagonal sum is ||Z^T Z||_F^2 - sum diag^2 (float32): check it where it is smallest against the
     # diagonal, on nearly decorrelated embeddings (orthonormal columns + 1 % noise), value and gradient
     g = torch.Generator().manual_seed(n)
     q, _ = torch.linalg.qr(torch.randn(n, min(n, k), generator=g, dtype=torch.float64))
     z = torch.cat([q] * (k // q.shape[1]), 1)[:, :k] if k > n else q
     z1 = z * n**0.5 + 0.01 * torch.randn(n, k, generator=g, dtype=torch.float64)
+    z1[:, 0] *= dominant  # the Gram form's difference of sums cancels when one column dominates
     z2 = z1 + 0.01 * torch.randn(n, k, generator=g, dtype=torch.float64)
     a, b = z1.float().requires_grad_(), z2.float().requires_grad_()
     out = vicreg_loss(a, b, sim_coeff=0.0, std_coeff=0.0, cov_coeff=1.0)

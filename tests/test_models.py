@@ -401,3 +401,16 @@ def test_conv1d_under_cpu_bf16_autocast_matches_nn_conv1d():
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2 * float(b.abs().max()))
     with torch.no_grad():  # float32 (no autocast): exactly nn.Conv1d
         torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)
+
+
+def test_conv1d_custom_backward_only_where_it_pays():
+    # float64 stays float64 under autocast (as nn.Conv1d), and long signals take nn.Conv1d's own path
+    from selfsup.models.backbones import MATMUL_BACKWARD_MAX_LENGTH, Conv1d
+
+    conv = Conv1d(4, 6, 3, padding=1, bias=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv.double()(torch.randn(2, 4, 8, dtype=torch.float64)).dtype == torch.float64
+        y = conv.float()(torch.randn(2, 4, MATMUL_BACKWARD_MAX_LENGTH + 1, requires_grad=True))
+        assert y.dtype == torch.bfloat16 and "Convolution" in type(y.grad_fn).__name__
+        y = conv(torch.randn(2, 4, MATMUL_BACKWARD_MAX_LENGTH, requires_grad=True))
+        assert "_Conv1dMatmulBackward" in type(y.grad_fn).__name__

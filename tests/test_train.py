@@ -204,7 +204,13 @@ def test_amp_applies_on_cuda_and_on_amx_cpus_only(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert not use_amp(True, cpu)
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)  # an older torch
+    monkeypatch.delattr(torch.cpu, "_is_cpu_support_amx_tile", raising=False)
     assert not use_amp(True, cpu)
+    monkeypatch.setattr(torch.cpu, "_is_cpu_support_amx_tile", lambda: True, raising=False)  # the old name
+    monkeypatch.setattr(torch.cpu, "_init_amx", lambda: False, raising=False)  # the OS refuses the tiles
+    assert not use_amp(True, cpu)
+    monkeypatch.setattr(torch.cpu, "_init_amx", lambda: True, raising=False)
+    assert use_amp(True, cpu)
 
 
 def test_fused_adamw_gives_the_same_steps_as_the_reference_adamw():
@@ -231,3 +237,17 @@ def test_fused_adamw_gives_the_same_steps_as_the_reference_adamw():
             opt.step()
     for a, b in zip(params[0], params[1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_on_a_machine_of_another_precision_warns(tmp_path, monkeypatch):
+    # the checkpoint records the steps' dtype; resuming where train.amp means another one says so
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--quiet", *TINY, "train.epochs=1", "train.name=r", "train.amp=false"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "runs/r/summary.json").read_text())
+    assert summary["train_precision"] == "float32"
+    monkeypatch.setattr("selfsup.train.loop.use_amp", lambda enabled, device: True)
+    res = runner.invoke(app, ["train", "--quiet", "--resume", "runs/r", "train.epochs=2"])
+    assert res.exit_code == 0, res.output
+    assert "trained with float32 steps, this machine runs bfloat16" in " ".join(res.output.split())

@@ -99,15 +99,16 @@ def _off_diagonal_sq(x: torch.Tensor) -> torch.Tensor:
 
     ||x^T x||_F^2 = ||x x^T||_F^2 (both are trace((x^T x)^2)) and the diagonal of x^T x holds the columns'
     squared norms, so with fewer samples than dimensions (the usual case: batch 128-256, projector
-    1024-8192) an N x N product replaces the official code's K x K covariance. The subtraction is safe
-    there: x^T x has rank <= N, so with equal column variances its off-diagonal mass is at least
-    K / N - 1 times the diagonal's (tests/test_criteria.py checks a decorrelated batch against float64).
-    With N >= K the off-diagonal entries are summed directly, as the official code does.
+    1024-8192) an N x N product replaces the official code's K x K covariance. The difference of the two sums
+    cancels when a few columns hold most of the variance, so it is formed in float64 (N^2 K flops, still
+    fewer than the K^2 N of the covariance; tests/test_criteria.py checks a decorrelated batch and a dominant
+    column against float64). With N >= K the off-diagonal entries are summed directly, as the official code.
     """
     n, k = x.shape
     if n >= k:
         return off_diagonal(x.T @ x).pow(2).sum()
-    return (x @ x.T).pow(2).sum() - x.pow(2).sum(dim=0).pow(2).sum()
+    xd = x.double()
+    return ((xd @ xd.T).pow(2).sum() - xd.pow(2).sum(dim=0).pow(2).sum()).to(x.dtype)
 
 
 def _exp_inputs(name: str, z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau):

@@ -173,6 +173,10 @@ class Backbone(nn.Module):
 # ----------------------------------------------------------------------------------------------- blocks
 
 
+#: Longest input (samples) for which :class:`Conv1d` takes its matrix-product backward (see its docstring).
+MATMUL_BACKWARD_MAX_LENGTH = 32
+
+
 class _Conv1dMatmulBackward(torch.autograd.Function):
     """conv1d (no bias, groups 1, dilation 1, zero padding) whose backward is two matrix products:
     grad_input = conv_transpose1d(grad_out, W), grad_weight = grad_out (O x B*L') @ im2col(x) (B*L' x C*k)."""
@@ -202,11 +206,13 @@ class _Conv1dMatmulBackward(torch.autograd.Function):
 class Conv1d(nn.Conv1d):
     """``nn.Conv1d`` with a faster backward under CPU bfloat16 autocast (``train.amp`` on AMX CPUs).
 
-    oneDNN's bfloat16 convolution backward on short signals (L = 10-40) is about twice as slow as its
-    forward pass plus two bfloat16 matrix products; :class:`_Conv1dMatmulBackward` computes the same
-    gradients that way (checked against autograd in float64 by tests/test_models.py). A main-job step goes
-    from 91 to 84 ms (benchmarks/results/bench_main_job.json). Everything else (float32, CUDA, bias,
-    groups, dilation, other padding modes) is ``nn.Conv1d`` itself; the state dict is the same.
+    On short signals oneDNN's bfloat16 convolution backward is slower than its forward pass plus two
+    bfloat16 matrix products; :class:`_Conv1dMatmulBackward` computes the same gradients that way
+    (``gradcheck`` in float64 and against nn.Conv1d's bfloat16 path, tests/test_models.py). Measured per layer
+    (forward + backward, batch 128, ``benchmarks/bench_step.py``): 1.5x faster at length 10, 1.15x at 20,
+    even at 40, 1.5x slower at 2048, hence :data:`MATMUL_BACKWARD_MAX_LENGTH`. Everything else (float32,
+    float64, CUDA, bias, groups, dilation, other padding modes, longer signals) is ``nn.Conv1d`` itself; the
+    state dict is the same.
     """
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -216,6 +222,8 @@ class Conv1d(nn.Conv1d):
             or self.dilation != (1,)
             or self.padding_mode != "zeros"
             or isinstance(self.padding, str)
+            or x.shape[-1] > MATMUL_BACKWARD_MAX_LENGTH
+            or torch.float64 in (x.dtype, weight.dtype)  # autocast leaves float64 alone
         )
         if plain or x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
             return super()._conv_forward(x, weight, bias)

@@ -53,7 +53,17 @@ def use_amp(enabled: bool, device: torch.device) -> bool:
         return False
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    return device.type == "cpu" and cpu_has_amx()
+
+
+def cpu_has_amx() -> bool:
+    """The CPU has AMX tiles and the OS lets this process use them (torch's private probes, by their
+    names before and after torch 2.4; an older or different torch answers False)."""
+    supported = getattr(torch.cpu, "_is_amx_tile_supported", None) or getattr(
+        torch.cpu, "_is_cpu_support_amx_tile", None
+    )
+    permitted = getattr(torch.cpu, "_init_amx", lambda: True)  # asks the kernel for the tile registers
+    return bool(supported is not None and supported() and permitted())
 
 
 @dataclass

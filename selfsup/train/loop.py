@@ -80,6 +80,7 @@ def fit(
         truncate_metrics(run_dir / "metrics.jsonl", run.epoch)
         summary = _train(c, run, console, progress)
         summary["train_seconds"] = time.perf_counter() - t_start
+        summary["train_precision"] = precision(c)
         summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(_summary_line(summary))
@@ -112,7 +113,12 @@ def _resume(c: Components, run: Run, console: Console) -> None:
     if not ckpt.list_checkpoints(run.dir / "checkpoints"):
         console.print(f"no checkpoint in [bold]{run.dir}[/] yet: starting it over from epoch 1")
         return
-    path = restore(c, run)
+    path, saved_precision = restore(c, run)
+    if saved_precision not in (None, precision(c)):  # resumed on a CPU with(out) AMX: not bit-exact
+        console.print(
+            f"[yellow]warning:[/] {path.name} was trained with {saved_precision} steps, this machine runs "
+            f"{precision(c)} steps (train.amp): the resumed run continues correctly but not bit-exactly"
+        )
     if run.epoch > c.cfg.train.epochs:
         raise ConfigError(
             f"'{run.dir}' has trained {run.epoch} epochs; train.epochs={c.cfg.train.epochs} would undo them "
@@ -138,8 +144,14 @@ def new_run(c: Components, run_dir: Path) -> Run:
     return Run(run_dir, opt, probe, probe_opt)
 
 
-def restore(c: Components, run: Run) -> Path:
-    """Load the newest good checkpoint into the model, optimisers, probe and RNGs; returns its path."""
+def precision(c: Components) -> str:
+    """The dtype the training steps run in on this machine (``train.amp``, :func:`use_amp`)."""
+    return "bfloat16" if use_amp(c.cfg.train.amp, c.device) else "float32"
+
+
+def restore(c: Components, run: Run) -> tuple[Path, str | None]:
+    """Load the newest good checkpoint into the model, optimisers, probe and RNGs; returns its path and the
+    precision its steps ran in (None for checkpoints written before that was recorded)."""
     state, path = ckpt.load_latest(run.dir / "checkpoints", map_location=c.device)
     check_checkpoint_config(state, c.cfg, run.dir, path)
     c.model.load_state_dict(state["model"])
@@ -151,7 +163,7 @@ def restore(c: Components, run: Run) -> Path:
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     run.epoch, run.step = state["epoch"] + 1, state["step"]
-    return path
+    return path, state.get("precision")
 
 
 def train_epoch(c: Components, run: Run, x_train, y_train, bar: Progress) -> dict:
@@ -248,6 +260,7 @@ def end_epoch(c: Components, run: Run, record: dict, x_mon: torch.Tensor, writer
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "config": cfg.model_dump(mode="json"),
+        "precision": precision(c),
     }
     ckpt.save_checkpoint(state, ckpt.checkpoint_path(run.dir / "checkpoints", epoch))
     ckpt.prune(run.dir / "checkpoints", cfg.train.keep_checkpoints)
