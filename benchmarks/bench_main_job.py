@@ -119,7 +119,7 @@ def matmul_gflops() -> dict:
     return out
 
 
-def summarise(name: str, job: dict, rows: list[dict], base: dict | None, gflop: float, mm: dict) -> dict:
+def summarise(job: dict, rows: list[dict], base: dict | None, gflop: float, mm: dict) -> dict:
     """The job's rows (one per seed), their mean and spread, the targets, throughput and the baseline."""
     acc = [r["linear_acc"] for r in rows if r["linear_acc"] is not None]  # None: a dataset without labels
     gflops = gflop * rows[0]["steps"] / rows[0]["train_steps_s"]
@@ -168,7 +168,7 @@ def main() -> None:
             if base_src is not None:
                 base = run(f"{name}-baseline", job, out_dir, base_src)
                 base["gflop_per_step"] = round(step_gflop(job, base_src), 2)
-            results[name] = summarise(name, job, rows, base, step_gflop(job), mm)
+            results[name] = summarise(job, rows, base, step_gflop(job), mm)
             print(name, json.dumps({k: v for k, v in results[name].items() if k != "runs"}, indent=1))
             write(results, mm, args.baseline)  # after every job: a later failure loses nothing
 

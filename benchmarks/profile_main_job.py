@@ -26,6 +26,7 @@ from pathlib import Path
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parent.parent
 LABEL = sys.argv.pop(2) if sys.argv[1:2] == ["--label"] else None
+OVERRIDES = sys.argv[2:] if LABEL else sys.argv[1:]
 OUT = ROOT / "benchmarks" / "results" / f"profile_main_job{'-' + LABEL if LABEL else ''}.json"
 PHASES: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
 
@@ -67,8 +68,7 @@ def main() -> None:
     timed(evaluate, "quality_report", "  of which: quality reports (monitor and final)")
     timed(evaluate, "linear_probe", "  of which: final linear probe (L-BFGS)")
     timed(evaluate, "knn_probe", "  of which: final kNN probe")
-    overrides = sys.argv[2:] if LABEL else sys.argv[1:]
-    cfg = C.resolve(None, overrides + ["train.out_dir=runs/bench", f"train.name=profile-{LABEL or 'now'}"])
+    cfg = C.resolve(None, OVERRIDES + ["train.out_dir=runs/bench", f"train.name=profile-{LABEL or 'now'}"])
     shutil.rmtree(ROOT / "runs" / "bench" / f"profile-{LABEL or 'now'}", ignore_errors=True)
     t0 = time.perf_counter()
     summary = loop.fit(cfg, progress=False)
@@ -86,7 +86,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "profile_main_job",
-                "overrides": sys.argv[2:] if LABEL else sys.argv[1:],
+                "overrides": OVERRIDES,
                 "code": str(Path(selfsup.__file__).resolve().parent.parent),
                 "wall_s": round(wall, 2),
                 "linear_acc": summary.get("linear_acc"),
