@@ -66,12 +66,26 @@ def train(
     config: Path = typer.Option(None, "--config", "-c", help="YAML preset (see configs/) or a run directory"),
     resume: Path = typer.Option(None, "--resume", help="continue the run in this directory exactly"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="processes on this machine (torchrun --standalone --nproc-per-node N)"
+    ),
 ):
-    """Train a representation. With no argument: VICReg on MNIST-1D (the main job)."""
+    """Train a representation. With no argument: VICReg on MNIST-1D (the main job).
+
+    Several processes or machines: torchrun --nproc-per-node N -m selfsup train ... (README).
+    """
     from selfsup import config as C
     from selfsup.report import write_run_report
     from selfsup.train import fit
+    from selfsup.train.distributed import launch_local
     from selfsup.train.rundir import read_run_config
+
+    if nproc > 1:  # the same command in nproc processes, started by torchrun's own engine
+        if resume is None:
+            C.resolve(config, overrides)  # a bad config is said once, here, not once per process
+        args = [*(overrides or []), *(["--config", str(config)] if config else [])]
+        args += [*(["--resume", str(resume)] if resume else []), *(["--quiet"] if quiet else [])]
+        raise typer.Exit(launch_local(nproc, ["train", *args]))
 
     if resume is not None:
         if not (resume / "config.yaml").is_file():
@@ -81,6 +95,8 @@ def train(
         summary = fit(cfg, run_dir=resume, resume=True, console=console, progress=not quiet)
     else:
         summary = fit(C.resolve(config, overrides), console=console, progress=not quiet)
+    if summary.get("rank", 0) != 0:  # one of several processes: rank 0 reports
+        return
     report = write_run_report(summary["run_dir"])
     console.print(f"run directory: [bold]{summary['run_dir']}[/]  (report: {report})")
 

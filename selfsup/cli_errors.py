@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from selfsup.errors import SelfsupError
+from selfsup.errors import SelfsupError, say_error
 
 try:  # typer >= 0.20 ships its own copy of click
     from typer._click.exceptions import ClickException, UsageError
@@ -27,14 +27,6 @@ except ImportError:  # pragma: no cover - older typer on click
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-def say_error(message: str) -> None:
-    """``error: <first line>`` and, when the message has more, one indented line joining the rest."""
-    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()] or ["(no message)"]
-    err_console.print(f"[bold red]error:[/] {escape(lines[0])}", highlight=False, soft_wrap=True)
-    if len(lines) > 1:
-        err_console.print("  " + escape("; ".join(lines[1:])), highlight=False, soft_wrap=True)
 
 
 def _os_error(err: OSError) -> str:
@@ -66,7 +58,8 @@ def user_errors(fn):
         except (typer.Exit, typer.Abort, ClickException):
             raise
         except SelfsupError as err:
-            say_error(str(err))
+            if not getattr(err, "silent", False):  # several processes: rank 0 has said it already
+                say_error(str(err))
             raise typer.Exit(2) from None
         except OSError as err:  # a path, a permission, a full disk: the user's to fix
             say_error(_os_error(err))

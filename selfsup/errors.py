@@ -9,6 +9,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from rich.console import Console
+from rich.markup import escape
+
 
 class SelfsupError(ValueError):
     """A user-facing error: the message says what is wrong and how to fix it."""
@@ -46,3 +49,13 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     return ConfigError(
         f"unknown {kind} '{name}'.{did_you_mean(name, choices)} Valid {kind}s: {', '.join(choices)}."
     )
+
+
+def say_error(message: str) -> None:
+    """``error: <first line>`` on stderr and, when the message has more, one indented line joining the rest
+    (the CLI's error boundary, :mod:`selfsup.cli_errors`; also rank 0 of a multi-process run)."""
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()] or ["(no message)"]
+    err = Console(stderr=True)
+    err.print(f"[bold red]error:[/] {escape(lines[0])}", highlight=False, soft_wrap=True)
+    if len(lines) > 1:
+        err.print("  " + escape("; ".join(lines[1:])), highlight=False, soft_wrap=True)

@@ -209,7 +209,7 @@ def _symmetric_pairs(m: SSLModel, feats: list[torch.Tensor], views, index) -> to
     """``criterion(z_i, z_j)`` of the projected views, averaged over the unordered pairs of views."""
     z = [m.projector(h) for h in feats]
     pairs = list(itertools.combinations(range(len(z)), 2))
-    return sum(m.recipe.criterion(z[i], z[j], **m.params) for i, j in pairs) / len(pairs)
+    return sum(m.recipe.criterion(z[i], z[j], **m.criterion_options) for i, j in pairs) / len(pairs)
 
 
 def _predict_target(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
@@ -224,7 +224,7 @@ def _predict_target(m: SSLModel, feats: list[torch.Tensor], views, index) -> tor
             z = [m.target["projector"](m.target["backbone"](v)) for v in views]
     pairs = list(itertools.permutations(range(len(z)), 2))
     n_unordered = len(pairs) // 2
-    return sum(m.recipe.criterion(preds[i], z[j], **m.params) for i, j in pairs) / n_unordered
+    return sum(m.recipe.criterion(preds[i], z[j], **m.criterion_options) for i, j in pairs) / n_unordered
 
 
 def _global_local(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
@@ -234,12 +234,12 @@ def _global_local(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch
     seed = int(m.sigreg_step)  # a host sync of one scalar per step on an accelerator
     if m.training and torch.is_grad_enabled():
         m.sigreg_step += 1
-    return m.recipe.criterion(z, m.n_global, seed=seed, **m.params)
+    return m.recipe.criterion(z, m.n_global, seed=seed, **m.criterion_options)
 
 
 def _instance_classes(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
     """DIET: every view is classified into its sample's index by a linear head; averaged over the views."""
-    return sum(m.recipe.criterion(m.diet_head(h), index, **m.params) for h in feats) / len(feats)
+    return sum(m.recipe.criterion(m.diet_head(h), index, **m.criterion_options) for h in feats) / len(feats)
 
 
 PAIRINGS = {
@@ -264,6 +264,7 @@ class SSLModel(nn.Module):
         n_train: int | None = None,
         ema_base: float | None = None,
         n_global: int = 2,
+        head_batch_norm: bool = True,
     ):
         super().__init__()
         check_method_params(recipe, params or {})
@@ -271,11 +272,13 @@ class SSLModel(nn.Module):
         self.params = {**recipe.params, **(params or {})}
         self.pairing = PAIRINGS[recipe.kind]
         self.backbone = backbone
-        self.projector = build_mlp(backbone.out_dim, recipe.projector if projector is None else projector)
+        spec = recipe.projector if projector is None else projector
+        self.projector = build_mlp(backbone.out_dim, spec, batch_norm=head_batch_norm)
         proj_dim = head_output_dim(self.projector, backbone.out_dim)
         self.predictor = None
         if recipe.kind in ("byol", "simsiam"):
-            self.predictor = build_mlp(proj_dim, predictor or recipe.predictor, last_bias=True)
+            spec = predictor or recipe.predictor
+            self.predictor = build_mlp(proj_dim, spec, last_bias=True, batch_norm=head_batch_norm)
         self.ema_base = ema_base if ema_base is not None else recipe.ema_base
         self.target = None
         if recipe.kind == "byol":
@@ -290,6 +293,22 @@ class SSLModel(nn.Module):
         self.n_global = n_global  # LeJEPA: the first n_global views are the global ones
         if recipe.kind == "lejepa":
             self.register_buffer("sigreg_step", torch.zeros((), dtype=torch.long))
+        # Several processes (torchrun + DDP): the criterion's batch statistics gather every process's rows
+        # (set by the training loop; criteria without batch statistics, BYOL's and DIET's, need nothing).
+        self.gather_distributed = False
+        self._criterion_gathers = "gather_distributed" in inspect.signature(recipe.criterion).parameters
+
+    @property
+    def criterion_options(self) -> dict:
+        """The criterion's keyword arguments: the method's parameters, and ``gather_distributed`` when the
+        criterion has batch statistics and the model trains in several processes."""
+        if self.gather_distributed and self._criterion_gathers:
+            return {**self.params, "gather_distributed": True}
+        return self.params
+
+    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The method's loss (:meth:`loss`), as ``forward`` so that DistributedDataParallel can wrap it."""
+        return self.loss(views, index)
 
     def loss(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (loss, detached backbone features of the first view) for one batch of views."""

@@ -52,8 +52,12 @@ def _describe(x: object) -> str:
     return f"a {type(x).__name__}"
 
 
-def check_embeddings(z: object, name: str, *, min_rows: int = 2) -> torch.Tensor:
-    """Validate one embedding batch (N x K, N >= ``min_rows``, floating, finite); return it in float32."""
+def check_embeddings(z: object, name: str, *, min_rows: int = 2, collective: bool = False) -> torch.Tensor:
+    """Validate one embedding batch (N x K, N >= ``min_rows``, floating, finite); return it in float32.
+
+    ``collective``: the criterion gathers across torch.distributed processes, so every process calls this
+    check in step; the finiteness verdict is then agreed by all of them (one tiny all-reduce), so that a
+    NaN on one process stops every process here instead of leaving the others waiting in the gather."""
     if not isinstance(z, torch.Tensor):
         raise SelfsupError(f"{name} must be a torch.Tensor of shape (batch, dim); got {_describe(z)}.")
     if z.ndim != 2:
@@ -70,7 +74,7 @@ def check_embeddings(z: object, name: str, *, min_rows: int = 2) -> torch.Tensor
         )
     if z.shape[1] < 1:
         raise ShapeError(f"{name} has no features (shape {tuple(z.shape)}).")
-    if not bool(torch.isfinite(z.detach()).all()):
+    if not _all_finite(z.detach(), collective and is_distributed()):
         raise NonFiniteError(
             f"{name} contains NaN or Inf values; check the model output (learning rate, mixed precision "
             "overflow) before computing the loss."
@@ -78,12 +82,25 @@ def check_embeddings(z: object, name: str, *, min_rows: int = 2) -> torch.Tensor
     return z.float()
 
 
+def _all_finite(z: torch.Tensor, collective: bool) -> bool:
+    bad = (~torch.isfinite(z)).any().to(torch.int32)
+    if collective:
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    return not bool(bad)
+
+
 def check_pair(
-    z1: object, z2: object, names: tuple[str, str] = ("z1", "z2"), *, min_rows: int = 2
+    z1: object,
+    z2: object,
+    names: tuple[str, str] = ("z1", "z2"),
+    *,
+    min_rows: int = 2,
+    collective: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate two embedding batches of the same shape and device; return both in float32."""
-    a = check_embeddings(z1, names[0], min_rows=min_rows)
-    b = check_embeddings(z2, names[1], min_rows=min_rows)
+    """Validate two embedding batches of the same shape and device; return both in float32
+    (``collective``: see :func:`check_embeddings`)."""
+    a = check_embeddings(z1, names[0], min_rows=min_rows, collective=collective)
+    b = check_embeddings(z2, names[1], min_rows=min_rows, collective=collective)
     if a.shape != b.shape:
         raise ShapeError(
             f"{names[0]} and {names[1]} must have the same shape (the two views of one batch); "

@@ -32,7 +32,7 @@ def barlow_twins_loss(
         gather_distributed: normalise and correlate over the batch of all torch.distributed processes
             (N is then the global batch size), like the official code's SyncBatchNorm + all_reduce.
     """
-    x, y = check_pair(z1, z2)
+    x, y = check_pair(z1, z2, collective=gather_distributed)
     lambd = check_positive("lambd", lambd, allow_zero=True)
     with float32_math(x.device):
         if gather_distributed:

@@ -84,7 +84,7 @@ def simclr_loss(
         variant: "standard", "abs" or "sq".
         gather_distributed: use the embeddings of all torch.distributed processes as candidates.
     """
-    z1, z2 = check_pair(z1, z2)
+    z1, z2 = check_pair(z1, z2, collective=gather_distributed)
     tau = check_positive("temperature", temperature)
     if variant not in SIMCLR_VARIANTS:
         raise unknown_name("SimCLR variant", str(variant), SIMCLR_VARIANTS)
@@ -115,7 +115,7 @@ def dcl_loss(
         temperature: tau > 0.
         gather_distributed: use the embeddings of all torch.distributed processes as candidates.
     """
-    z1, z2 = check_pair(z1, z2)
+    z1, z2 = check_pair(z1, z2, collective=gather_distributed)
     tau = check_positive("temperature", temperature)
     with float32_math(z1.device):
         cos, self_col, pos_col = _anchor_similarities(z1, z2, gather_distributed)
@@ -140,7 +140,7 @@ def spectral_contrastive_loss(
         z1, z2: (N, K) embeddings of the two views, N >= 2.
         gather_distributed: pair the local rows of z1 with z2 of all torch.distributed processes.
     """
-    z1, z2 = check_pair(z1, z2)
+    z1, z2 = check_pair(z1, z2, collective=gather_distributed)
     with float32_math(z1.device):
         z2_all, offset = gather_with_offset(z2) if gather_distributed else (z2, 0)
         n, total = z1.shape[0], z2_all.shape[0]

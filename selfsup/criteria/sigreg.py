@@ -33,15 +33,15 @@ __all__ = ["lejepa_loss", "lejepa_mix", "lejepa_terms", "sigreg_loss"]
 _CHUNK_ELEMENTS = 1 << 23
 
 
-def _check_views(z: object, name: str = "z") -> torch.Tensor:
+def _check_views(z: object, collective: bool, name: str = "z") -> torch.Tensor:
     """(N, K) or (V, N, K) embeddings, N >= 2, finite; returned as (V, N, K) in float32 (float64 kept)."""
     if isinstance(z, torch.Tensor) and z.ndim == 3:
-        check_embeddings(z.reshape(-1, z.shape[-1]), name)
+        check_embeddings(z.reshape(-1, z.shape[-1]), name, collective=collective)
         if z.shape[1] < 2:
             raise ShapeError(f"{name} has {z.shape[1]} sample(s) per view (shape {tuple(z.shape)}); need 2+.")
         views = z
     elif isinstance(z, torch.Tensor) and z.ndim == 2:
-        check_embeddings(z, name)
+        check_embeddings(z, name, collective=collective)
         views = z.unsqueeze(0)
     else:
         got = f"shape {tuple(z.shape)}" if isinstance(z, torch.Tensor) else type(z).__name__
@@ -113,7 +113,7 @@ def sigreg_loss(
             characteristic-function sums are all-reduced and N is the global batch (gradients as
             :func:`selfsup.criteria.gather`: DDP's averaging gives the single-process gradient).
     """
-    views = _check_views(z)
+    views = _check_views(z, gather_distributed)
     n_slices = _positive_int("n_slices", n_slices, 1)
     n_points = _positive_int("n_points", n_points, 2)
     t_max = check_positive("t_max", t_max)
@@ -142,7 +142,7 @@ def lejepa_terms(
     the global ones: prediction = mean over views, samples and dimensions of ``(z_v - mean_g z_g)^2``, each
     view against the mean of the global views (paper sec. 5); SIGReg per view (:func:`sigreg_loss`).
     """
-    views = _check_views(z)
+    views = _check_views(z, gather_distributed)
     if views.shape[0] < 2 or z.ndim != 3:
         raise ShapeError(f"LeJEPA needs (views, batch, dim) projections of >= 2 views; got {tuple(z.shape)}.")
     n_global = _positive_int("n_global", n_global, 1)

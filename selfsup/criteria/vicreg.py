@@ -83,7 +83,7 @@ def vicreg_loss(
         eps: added to the variance before the square root (> 0).
         gather_distributed: compute every term on the batch of all torch.distributed processes.
     """
-    x, y = check_pair(z1, z2)
+    x, y = check_pair(z1, z2, collective=gather_distributed)
     sim, std, cov, eps = _coefficients(sim_coeff, std_coeff, cov_coeff, eps)
     with float32_math(x.device):
         if gather_distributed:
@@ -111,9 +111,9 @@ def _off_diagonal_sq(x: torch.Tensor) -> torch.Tensor:
     return ((xd @ xd.T).pow(2).sum() - xd.pow(2).sum(dim=0).pow(2).sum()).to(x.dtype)
 
 
-def _exp_inputs(name: str, z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau):
+def _exp_inputs(name: str, z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau, gather: bool):
     """Checked inputs of the log-sum-exp variants: the pair (K >= 2) and the five hyper-parameters."""
-    x, y = check_pair(z1, z2)
+    x, y = check_pair(z1, z2, collective=gather)
     if x.shape[1] < 2:
         raise ShapeError(f"{name} needs embeddings with at least 2 dimensions; got shape {tuple(x.shape)}.")
     return x, y, (*_coefficients(sim_coeff, std_coeff, cov_coeff, eps), check_positive("tau", tau))
@@ -145,7 +145,7 @@ def vicreg_exp_loss(
         gather_distributed: compute every term on the batch of all torch.distributed processes.
     """
     x, y, (sim, std, cov, eps, tau) = _exp_inputs(
-        "vicreg_exp_loss", z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau
+        "vicreg_exp_loss", z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau, gather_distributed
     )
     with float32_math(x.device):
         if gather_distributed:
@@ -193,7 +193,7 @@ def vicreg_ctr_loss(
         gather_distributed: contrast with the samples of all torch.distributed processes.
     """
     x, y, (sim, std, cov, eps, tau) = _exp_inputs(
-        "vicreg_ctr_loss", z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau
+        "vicreg_ctr_loss", z1, z2, sim_coeff, std_coeff, cov_coeff, eps, tau, gather_distributed
     )
     with float32_math(x.device):
         n, k = x.shape

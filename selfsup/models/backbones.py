@@ -458,10 +458,13 @@ class TorchvisionResNet(Backbone):
 class MLPBackbone(Backbone):
     """Flatten the input, then ``Linear-BN-ReLU`` per width of ``hidden`` (layers ``fc1, fc2, ...``).
 
-    ``out_dim`` is the last width. Inputs must have exactly ``sample_shape``.
+    ``out_dim`` is the last width. Inputs must have exactly ``sample_shape``. ``batch_norm=False`` drops the
+    BatchNorm (a model whose output for a sample does not depend on the rest of its batch).
     """
 
-    def __init__(self, sample_shape: tuple[int, ...], hidden: str | int = "512-512") -> None:
+    def __init__(
+        self, sample_shape: tuple[int, ...], hidden: str | int = "512-512", batch_norm: bool = True
+    ) -> None:
         widths = parse_spec(hidden)
         if not widths:
             raise ConfigError("mlp backbone needs at least one hidden layer, e.g. hidden='512-512'.")
@@ -470,7 +473,11 @@ class MLPBackbone(Backbone):
         dims: dict[str, int] = {}
         for i, w in enumerate(widths, start=1):
             layers: list[nn.Module] = [nn.Flatten(1)] if i == 1 else []
-            layers += [nn.Linear(in_dim, w), nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Linear(in_dim, w),
+                *([nn.BatchNorm1d(w)] if batch_norm else []),
+                nn.ReLU(inplace=True),
+            ]
             stages[f"fc{i}"] = nn.Sequential(*layers)
             dims[f"fc{i}"] = w
             in_dim = w

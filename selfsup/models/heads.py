@@ -46,8 +46,10 @@ def parse_spec(spec: str | int | None) -> list[int]:
     return widths
 
 
-def build_mlp(in_dim: int, spec: str | int | None, last_bias: bool = False) -> nn.Module:
-    """Build an MLP head from ``spec``.
+def build_mlp(
+    in_dim: int, spec: str | int | None, last_bias: bool = False, batch_norm: bool = True
+) -> nn.Module:
+    """Build an MLP head from ``spec`` (``batch_norm=False``: ``Linear -> ReLU`` blocks, no BatchNorm).
 
     ``build_mlp(512, "2048-2048-2048")`` is ``Linear(512,2048) BN ReLU Linear(2048,2048) BN ReLU
     Linear(2048,2048, bias=False)`` as one flat :class:`nn.Sequential` (state-dict keys ``0.weight``,
@@ -65,7 +67,8 @@ def build_mlp(in_dim: int, spec: str | int | None, last_bias: bool = False) -> n
         last = i == len(widths) - 1
         layers.append(nn.Linear(dims[i], dims[i + 1], bias=last_bias if last else True))
         if not last:
-            layers.append(nn.BatchNorm1d(dims[i + 1]))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(dims[i + 1]))
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 

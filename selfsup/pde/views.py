@@ -17,6 +17,7 @@ from selfsup.errors import ConfigError, ShapeError
 from selfsup.pde.equations import get_equation
 from selfsup.pde.symmetries import symmetries
 from selfsup.views import ViewRecipe
+from selfsup.views import randomness as R
 
 __all__ = ["PDE_VIEWS", "PDEViews", "pde_views"]
 
@@ -118,9 +119,9 @@ class PDEViews(nn.Module):
         wdtype = torch.float64 if dtype == torch.float64 else torch.float32
 
         def uniform(s: float) -> torch.Tensor:
-            return (2 * torch.rand(b, device=dev, dtype=wdtype) - 1) * s
+            return (2 * R.rand(b, device=dev, dtype=wdtype) - 1) * s
 
-        t0 = torch.randint(0, nt - ct + 1, (b,), device=dev)
+        t0 = R.randint(0, nt - ct + 1, b, device=dev)
         rows = t0[:, None] + torch.arange(ct, device=dev)
         u = torch.gather(x[:, 0], 1, rows[:, :, None].expand(b, ct, nx)).to(wdtype)
         ratio = (
@@ -147,7 +148,7 @@ class PDEViews(nn.Module):
         if self.strength["amplitude"]:
             u = u * torch.exp(uniform(self.strength["amplitude"]))[:, None, None]
         if cx < nx:
-            x0 = torch.randint(0, nx - cx + 1, (b,), device=dev)
+            x0 = R.randint(0, nx - cx + 1, b, device=dev)
             cols = x0[:, None] + torch.arange(cx, device=dev)
             u = torch.gather(u, 2, cols[:, None, :].expand(b, ct, cx))
         out = u[:, None]

@@ -15,6 +15,7 @@ from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import SSLModel, get_method
 from selfsup.models import build_backbone
 from selfsup.train import checkpoint as ckpt
+from selfsup.train import distributed
 from selfsup.train.rundir import check_checkpoint_config, read_run_config
 from selfsup.views import build_view_set, default_recipe
 
@@ -79,7 +80,7 @@ class Components:
 
 def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
     """Data (loaded unless given), model and views of a run config, on its device."""
-    device = pick_device(cfg.train.device)
+    device = distributed.process_device(pick_device(cfg.train.device))
     data = data or load_dataset(cfg.data.dataset, seed=cfg.train.seed)
     backbone = build_backbone(cfg.model.backbone, data.sample_shape, **cfg.model.backbone_args)
     model = SSLModel(
@@ -91,6 +92,7 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
         n_train=len(data.train),
         ema_base=cfg.method.ema_base,
         n_global=cfg.data.n_views - cfg.data.local_views,
+        head_batch_norm=cfg.model.head_batch_norm,
     ).to(device)
     recipe = cfg.data.views or data.info.get("default_views") or default_recipe(data.sample_shape)
     view_args = dict(cfg.data.view_args)

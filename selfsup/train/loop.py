@@ -8,6 +8,7 @@ exactly. The HTML report is a separate step (:func:`selfsup.report.write_run_rep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import resource
@@ -27,17 +28,19 @@ from selfsup.data import load_dataset
 from selfsup.errors import ConfigError, DivergenceError, NonFiniteError
 from selfsup.methods import resolve_layer
 from selfsup.train import checkpoint as ckpt
-from selfsup.train.components import Components, build, check_batch_size, monitor_subset, use_amp
+from selfsup.train import distributed
+from selfsup.train.components import Components, build, check_batch_size, monitor_subset, pick_device, use_amp
 from selfsup.train.evaluate import embed, final_summary, monitor
 from selfsup.train.optim import build_optimizer, fusable, lr_factor, set_lr
 from selfsup.train.rundir import (
     append_metrics,
     check_checkpoint_config,
-    open_run_dir,
+    open_job_run_dir,
     run_lock,
     tensorboard_writer,
     truncate_metrics,
 )
+from selfsup.views import batch_shard
 
 #: Steps between two reads of the running loss (progress bar, divergence check): the loss is summed on
 #: the device, so the other steps do not wait for it.
@@ -46,12 +49,16 @@ LOG_EVERY = 25
 
 @dataclass
 class Run:
-    """A run in progress: its directory, optimisers, online probe, and the next epoch and step."""
+    """A run in progress: its directory, optimisers, online probe, the next epoch and step, and the
+    modules a training step calls (the model and probe, in DistributedDataParallel with several processes)."""
 
     dir: Path
     opt: torch.optim.Optimizer
     probe: nn.Linear | None
     probe_opt: torch.optim.Optimizer | None
+    step_model: nn.Module
+    step_probe: nn.Module | None
+    world: distributed.World
     epoch: int = 0
     step: int = 0
 
@@ -63,26 +70,36 @@ def fit(
     console: Console | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train one run; return its summary (also written to ``summary.json``)."""
-    console = console or Console()
+    """Train one run; return its summary (also written to ``summary.json``). Under torchrun every process
+    calls this (:mod:`selfsup.train.distributed`); rank 0 writes and prints, and returns the summary, the
+    other ranks return ``{"run_dir": ..., "rank": r}``."""
     t_start = time.perf_counter()
-    # the data, model, views and optimisers, checked before anything is written
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
-    data = load_dataset(cfg.data.dataset, seed=cfg.train.seed)
-    check_batch_size(cfg, data)
-    c = build(cfg, data)
-    run_dir = open_run_dir(cfg, run_dir, resume)
-    with run_lock(run_dir):
-        run = new_run(c, run_dir)
-        if resume:
-            _resume(c, run, console)
-        C.save(cfg, run_dir / "config.yaml")
-        truncate_metrics(run_dir / "metrics.jsonl", run.epoch)
-        summary = _train(c, run, console, progress)
-        summary["train_seconds"] = time.perf_counter() - t_start
-        summary["train_precision"] = precision(c)
-        summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    with distributed.joined(pick_device(cfg.train.device)) as world:
+        console = console or Console()
+        if not world.main:
+            console, progress = Console(quiet=True), False
+        # the data, model, views and optimisers, checked before anything is written
+        seed_everything(cfg.train.seed, cfg.train.deterministic)
+        data = load_dataset(cfg.data.dataset, seed=cfg.train.seed)
+        check_batch_size(cfg, data)
+        distributed.check_global_batch(cfg.train.batch_size)
+        c = build(cfg, data)
+        run_dir, resume = distributed.from_main(open_job_run_dir, cfg, run_dir, resume)
+        with run_lock(run_dir) if world.main else contextlib.nullcontext():
+            run = new_run(c, run_dir, world)
+            if resume:
+                _resume(c, run, console)
+            if world.main:
+                C.save(cfg, run_dir / "config.yaml")
+                truncate_metrics(run_dir / "metrics.jsonl", run.epoch)
+            summary = _train(c, run, console, progress)
+            if not world.main:
+                return {"run_dir": str(run_dir), "rank": world.rank}
+            summary["train_seconds"] = time.perf_counter() - t_start
+            summary["train_precision"] = precision(c)
+            summary["processes"] = world.size
+            summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(_summary_line(summary))
     return summary
 
@@ -90,7 +107,7 @@ def fit(
 def _train(c: Components, run: Run, console: Console, progress: bool) -> dict:
     """The epochs (one pass over the data, then monitor, log and checkpoint), then the final evaluation."""
     cfg, data = c.cfg, c.data
-    writer = tensorboard_writer(run.dir) if cfg.train.tensorboard else None
+    writer = tensorboard_writer(run.dir) if cfg.train.tensorboard and run.world.main else None
     x_train, x_mon = data.train.x.to(c.device), monitor_subset(c)
     y_train = data.train.y.to(c.device) if run.probe is not None else None
     c.model.train()
@@ -103,28 +120,42 @@ def _train(c: Components, run: Run, console: Console, progress: bool) -> dict:
             bar.console.print(_epoch_line(record, cfg.train.epochs))
     if writer is not None:
         writer.close()
-    return final_summary(c, run.dir)
+    return final_summary(c, run.dir) if run.world.main else {}
 
 
 def _resume(c: Components, run: Run, console: Console) -> None:
     """Continue from the newest good checkpoint; a run killed before its first checkpoint starts over
     (same seed, so it ends as an uninterrupted run would)."""
-    ckpt.remove_temp_files(run.dir / "checkpoints")
-    if not ckpt.list_checkpoints(run.dir / "checkpoints"):
+    found = distributed.from_main(_read_checkpoint, c, run.dir)  # rank 0 reads; every rank restores
+    if found is None:
         console.print(f"no checkpoint in [bold]{run.dir}[/] yet: starting it over from epoch 1")
         return
-    path, saved_precision = restore(c, run)
+    path, saved_precision = restore(c, run, *found)
     if saved_precision not in (None, precision(c)):  # resumed on a CPU with(out) AMX: not bit-exact
         console.print(
             f"[yellow]warning:[/] {path.name} was trained with {saved_precision} steps, this machine runs "
             f"{precision(c)} steps (train.amp): the resumed run continues correctly but not bit-exactly"
         )
     if run.epoch > c.cfg.train.epochs:
-        raise ConfigError(
-            f"'{run.dir}' has trained {run.epoch} epochs; train.epochs={c.cfg.train.epochs} would undo them "
-            f"(set train.epochs to {run.epoch} or more)"
+        raise distributed.collective(
+            ConfigError(
+                f"'{run.dir}' has trained {run.epoch} epochs; train.epochs={c.cfg.train.epochs} would undo "
+                f"them (set train.epochs to {run.epoch} or more)"
+            )
         )
     console.print(f"resuming [bold]{run.dir}[/] from {path.name} (epoch {run.epoch + 1})")
+
+
+def _read_checkpoint(c: Components, run_dir: Path) -> tuple[dict, Path] | None:
+    """The newest good checkpoint of the run and its path, checked against the config (None: none yet).
+    Loaded on the CPU when other processes are to receive it."""
+    ckpt.remove_temp_files(run_dir / "checkpoints")
+    if not ckpt.list_checkpoints(run_dir / "checkpoints"):
+        return None
+    where = c.device if distributed.world().size == 1 else torch.device("cpu")
+    state, path = ckpt.load_latest(run_dir / "checkpoints", map_location=where)
+    check_checkpoint_config(state, c.cfg, run_dir, path)
+    return state, path
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -134,14 +165,20 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def new_run(c: Components, run_dir: Path) -> Run:
-    """Optimiser of the model; the online linear probe (on detached backbone features) when labelled."""
+def new_run(c: Components, run_dir: Path, world: distributed.World | None = None) -> Run:
+    """Optimiser of the model; the online linear probe (on detached backbone features) when labelled.
+    With several processes: criteria gathering every process's rows, SyncBatchNorm when asked, and the
+    model and probe in DDP (the BYOL target is updated from the averaged weights alike on every rank)."""
+    world = world or distributed.World()
+    c.model.gather_distributed = world.size > 1
+    distributed.sync_batch_norm(c.model, c.cfg.model.sync_bn, c.device)
     opt = build_optimizer(list(c.model.parameters()), c.cfg.optim)
     probe = probe_opt = None
     if c.cfg.train.online_probe and c.data.train.y is not None and c.data.num_classes:
         probe = nn.Linear(c.model.backbone.out_dim, c.data.num_classes).to(c.device)
         probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-3, fused=fusable(list(probe.parameters())))
-    return Run(run_dir, opt, probe, probe_opt)
+    step_probe = distributed.wrap(probe, c.device) if probe is not None else None
+    return Run(run_dir, opt, probe, probe_opt, distributed.wrap(c.model, c.device), step_probe, world)
 
 
 def precision(c: Components) -> str:
@@ -149,27 +186,31 @@ def precision(c: Components) -> str:
     return "bfloat16" if use_amp(c.cfg.train.amp, c.device) else "float32"
 
 
-def restore(c: Components, run: Run) -> tuple[Path, str | None]:
-    """Load the newest good checkpoint into the model, optimisers, probe and RNGs; returns its path and the
+def restore(c: Components, run: Run, state: dict, path: Path) -> tuple[Path, str | None]:
+    """Load a checkpoint's state into the model, optimisers, probe and RNGs; returns its path and the
     precision its steps ran in (None for checkpoints written before that was recorded)."""
-    state, path = ckpt.load_latest(run.dir / "checkpoints", map_location=c.device)
-    check_checkpoint_config(state, c.cfg, run.dir, path)
     c.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["optimizer"])
     if run.probe is not None and state["probe"] is not None:
         run.probe.load_state_dict(state["probe"])
         run.probe_opt.load_state_dict(state["probe_optimizer"])
     torch.set_rng_state(state["rng_cpu"])
-    if state["rng_cuda"] and torch.cuda.is_available():
+    if c.device.type == "cuda" and state.get("rng_device") is not None:  # each rank's own GPU
+        torch.cuda.set_rng_state(state["rng_device"], c.device)
+    elif state.get("rng_cuda") and torch.cuda.is_available():  # checkpoints before rng_device
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     run.epoch, run.step = state["epoch"] + 1, state["step"]
     return path, state.get("precision")
 
 
 def train_epoch(c: Components, run: Run, x_train, y_train, bar: Progress) -> dict:
-    """One pass over a seeded permutation of the training set (the last incomplete batch is dropped)."""
-    cfg, model, device = c.cfg, c.model, c.device
+    """One pass over a seeded permutation of the training set (the last incomplete batch is dropped). With
+    several processes each takes its share of every (global) batch and draws its views as one process
+    holding the whole batch would."""
+    cfg, device = c.cfg, c.device
     bs, epoch = cfg.train.batch_size, run.epoch
+    share = bs // run.world.size
+    mine = slice(run.world.rank * share, (run.world.rank + 1) * share)  # this process's rows of a batch
     steps = len(x_train) // bs
     total_steps = steps * cfg.train.epochs
     perm = torch.randperm(
@@ -181,46 +222,48 @@ def train_epoch(c: Components, run: Run, x_train, y_train, bar: Progress) -> dic
     task = bar.task_ids[0]
     bar.reset(task, total=steps, epoch=f"{epoch + 1}/{cfg.train.epochs}", loss="-")
     for b in range(steps):
-        idx = perm[b * bs : (b + 1) * bs].to(device)
+        # the batch: this process's rows and their views
+        idx = perm[b * bs : (b + 1) * bs][mine].to(device)
         set_lr(run.opt, cfg.optim.lr * lr_factor(run.step, cfg.optim, steps, total_steps))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            views = [view(x_train[idx]) for view in c.views]
+            with batch_shard(mine.start, bs):
+                views = [view(x_train[idx]) for view in c.views]
+            # the loss; a criterion refuses non-finite embeddings, and every process hears of it
             try:
-                loss, feats = model.loss(views, idx)
-            except NonFiniteError:  # the criterion refuses non-finite embeddings
-                _diverged(run, b)
+                loss, feats = run.step_model(views, idx)
+                failed = False
+            except NonFiniteError:
+                failed = True
+        if distributed.any_rank(failed, device):
+            _diverged(run, b)
+        # the update (DDP averages the gradients), the BYOL target, the online probe
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.clip_grad:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+            nn.utils.clip_grad_norm_(c.model.parameters(), cfg.optim.clip_grad)
         run.opt.step()
         run.step += 1
-        model.update_target(run.step, total_steps)
+        c.model.update_target(run.step, total_steps)
         if run.probe is not None:
             correct += _online_probe_step(run, feats, y_train[idx])
         loss_sum += loss.detach()
         shown = None
         if (b + 1) % LOG_EVERY == 0 or b + 1 == steps:  # the only host syncs of the loop
-            mean = float(loss_sum) / (b + 1)
+            mean = float(distributed.mean_over_ranks(loss_sum)) / (b + 1)
             if not math.isfinite(mean):
                 _diverged(run, b)
             shown = f"{mean:.4g}"
         bar.update(task, advance=1, **({"loss": shown} if shown else {}))
-    record = {
-        "epoch": epoch + 1,
-        "step": run.step,
-        "loss": float(loss_sum) / steps,
-        "lr": run.opt.param_groups[0]["lr"],
-    }
+    record = {"epoch": epoch + 1, "step": run.step, "loss": mean, "lr": run.opt.param_groups[0]["lr"]}
     if run.probe is not None:
-        record["online_probe_train_acc"] = int(correct) / (steps * bs)
+        record["online_probe_train_acc"] = int(distributed.sum_over_ranks(correct)) / (steps * bs)
     return record
 
 
 def _online_probe_step(run: Run, feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One Adam step of the linear probe on detached features (no gradient reaches the backbone);
     returns the number of correct predictions, on the device."""
-    logits = run.probe(feats.float())
+    logits = run.step_probe(feats.float())
     loss = F.cross_entropy(logits, y)
     run.probe_opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -229,12 +272,14 @@ def _online_probe_step(run: Run, feats: torch.Tensor, y: torch.Tensor) -> torch.
 
 
 def _diverged(run: Run, b: int) -> NoReturn:
-    last = ckpt.list_checkpoints(run.dir / "checkpoints")
-    raise DivergenceError(
+    """Every process stops here at the same step; rank 0 says why."""
+    last = ckpt.list_checkpoints(run.dir / "checkpoints") if run.world.main else []
+    err = DivergenceError(
         f"non-finite loss at epoch {run.epoch + 1} (by step {b + 1}). The last good checkpoint is kept "
         f"({last[0] if last else 'none yet'}). Lower optim.lr, set optim.clip_grad, or add warm-up "
         "(optim.warmup_epochs)."
     )
+    raise distributed.collective(err)
 
 
 def end_epoch(c: Components, run: Run, record: dict, x_mon: torch.Tensor, writer) -> None:
@@ -246,6 +291,9 @@ def end_epoch(c: Components, run: Run, record: dict, x_mon: torch.Tensor, writer
         if run.probe is not None and c.data.test is not None and c.data.test.y is not None:
             record["online_probe_test_acc"] = _online_probe_test_acc(c, run)
         record["monitor_time"] = time.perf_counter() - t_mon
+    run.epoch += 1
+    if not run.world.main:  # every rank monitors (its RNG stays in step with rank 0's); rank 0 writes
+        return
     append_metrics(run.dir / "metrics.jsonl", record)
     if writer is not None:
         for k, v in record.items():
@@ -258,13 +306,12 @@ def end_epoch(c: Components, run: Run, record: dict, x_mon: torch.Tensor, writer
         "probe": run.probe.state_dict() if run.probe is not None else None,
         "probe_optimizer": run.probe_opt.state_dict() if run.probe_opt is not None else None,
         "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "rng_device": torch.cuda.get_rng_state(c.device) if c.device.type == "cuda" else None,
         "config": cfg.model_dump(mode="json"),
         "precision": precision(c),
     }
     ckpt.save_checkpoint(state, ckpt.checkpoint_path(run.dir / "checkpoints", epoch))
     ckpt.prune(run.dir / "checkpoints", cfg.train.keep_checkpoints)
-    run.epoch += 1
 
 
 @torch.no_grad()

@@ -4,10 +4,13 @@
 >>> v1, v2 = views(x), views(x)                         # two random views of a batch x: B x 3 x 32 x 32
 
 Asymmetric recipes (``byol``, ``vicreg``) are built per view with ``view_index`` (0, 1), or all at once
-with ``build_view_set``. Views draw from torch's global RNG: ``torch.manual_seed`` makes them reproducible.
+with ``build_view_set``. Views draw from torch's global RNG: ``torch.manual_seed`` makes them reproducible;
+``with batch_shard(offset, total):`` makes a process holding rows of a larger batch draw them as one process
+holding the whole batch would (:mod:`selfsup.views.randomness`).
 """
 
 from selfsup.views.image import ImageViews
+from selfsup.views.randomness import batch_shard
 from selfsup.views.recipes import (
     VIEW_RECIPES,
     ViewRecipe,
@@ -24,6 +27,7 @@ __all__ = [
     "VIEW_RECIPES",
     "ImageViews",
     "SignalViews",
+    "batch_shard",
     "ViewRecipe",
     "build_view_set",
     "build_views",

@@ -21,7 +21,8 @@ Colour operations need RGB: for images with a channel count other than 3, satura
 are skipped; brightness and contrast, which are intensity operations, are kept.
 
 Randomness comes from torch's global generator of the input's device, so ``torch.manual_seed(s)``
-makes the views reproducible.
+makes the views reproducible; the draws go through :mod:`selfsup.views.randomness`, so that processes
+sharing a batch draw it as one process would (the kornia backend draws its own and cannot shard).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.errors import ConfigError, SelfsupError, ShapeError
+from selfsup.views import randomness as R
 
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision and PIL
 
@@ -74,11 +76,11 @@ def default_blur_kernel(height: int, width: int) -> int:
 
 
 def _uniform(b: int, lo: float, hi: float, device) -> torch.Tensor:
-    return torch.rand(b, device=device) * (hi - lo) + lo
+    return R.rand(b, device=device) * (hi - lo) + lo
 
 
 def _bernoulli(b: int, p: float, device) -> torch.Tensor:
-    return torch.rand(b, device=device) < p
+    return R.rand(b, device=device) < p
 
 
 def sample_crop_boxes(
@@ -96,9 +98,9 @@ def sample_crop_boxes(
     in the image is kept, the whole image otherwise. The box is continuous (no rounding to pixels).
     """
     area = height * width
-    target = area * (torch.rand(b, tries, device=device) * (scale[1] - scale[0]) + scale[0])
+    target = area * (R.rand(b, tries, device=device) * (scale[1] - scale[0]) + scale[0])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(torch.rand(b, tries, device=device) * (log_hi - log_lo) + log_lo)
+    aspect = torch.exp(R.rand(b, tries, device=device) * (log_hi - log_lo) + log_lo)
     w = torch.sqrt(target * aspect)
     h = torch.sqrt(target / aspect)
     ok = (w <= width) & (h <= height)
@@ -106,8 +108,8 @@ def sample_crop_boxes(
     any_ok = ok.any(dim=1)
     w = torch.where(any_ok, w.gather(1, first).squeeze(1), torch.full_like(any_ok, width, dtype=w.dtype))
     h = torch.where(any_ok, h.gather(1, first).squeeze(1), torch.full_like(any_ok, height, dtype=h.dtype))
-    x0 = torch.rand(b, device=device) * (width - w)
-    y0 = torch.rand(b, device=device) * (height - h)
+    x0 = R.rand(b, device=device) * (width - w)
+    y0 = R.rand(b, device=device) * (height - h)
     return torch.stack([x0, y0, w, h], dim=1)
 
 
@@ -364,6 +366,11 @@ class ImageViews(nn.Module):
         if x.shape[0] == 0:
             return x.clone()
         if self._kornia is not None:
+            if R.sharded():
+                raise ConfigError(
+                    "the kornia backend draws its own random numbers and cannot share a batch between "
+                    "processes exactly; use backend='torch' with several processes"
+                )
             return self._kornia(x).to(x.dtype)
         with torch.no_grad():
             return self._forward_torch(x).to(x.dtype)
@@ -377,7 +384,7 @@ class ImageViews(nn.Module):
             else None
         )
         flip = _bernoulli(b, self.flip_p, dev) if self.flip_p > 0 else None
-        shift = (torch.rand(b, 2, device=dev) * 2 - 1) * self.translate if self.translate > 0 else None
+        shift = (R.rand(b, 2, device=dev) * 2 - 1) * self.translate if self.translate > 0 else None
         if boxes is not None or flip is not None or shift is not None:
             x = crop_flip_translate(x, boxes, flip, shift, self.padding_mode)
         else:
@@ -395,7 +402,7 @@ class ImageViews(nn.Module):
             sol = _bernoulli(b, self.solarize_p, dev).view(-1, 1, 1, 1)
             x = torch.where(sol & (x >= 0.5), 1.0 - x, x)
         if self.noise_std > 0:
-            x = x + self.noise_std * torch.randn_like(x)
+            x = x + self.noise_std * R.randn_like(x)
         return x
 
     def _jitter(self, x: torch.Tensor) -> torch.Tensor:

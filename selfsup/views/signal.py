@@ -20,7 +20,7 @@ roughly in [-3, 3]); MNIST-1D itself is generated with circular translations, a 
 ``1 +- 0.2``, correlated noise (Gaussian filter of sigma 2) and a linear shear, which these views mimic.
 
 Randomness comes from torch's global generator of the input's device (``torch.manual_seed`` makes the
-views reproducible).
+views reproducible), drawn through :mod:`selfsup.views.randomness` (exact across processes).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.errors import ConfigError, SelfsupError, ShapeError
+from selfsup.views import randomness as R
 
 
 def _range(value, name: str, low: float = -math.inf) -> tuple[float, float]:
@@ -61,7 +62,7 @@ def random_time_warp(b: int, length: int, strength: float, knots: int, device, d
     grid = torch.linspace(0.0, 1.0, length, device=device, dtype=dtype).expand(b, length)
     if strength <= 0 or length < 3:
         return grid
-    speeds = torch.exp(strength * torch.randn(b, 1, max(2, knots), device=device, dtype=dtype))
+    speeds = torch.exp(strength * R.randn(b, 1, max(2, knots), device=device, dtype=dtype))
     speeds = F.interpolate(speeds, size=length - 1, mode="linear", align_corners=True).squeeze(1)
     cum = torch.cumsum(speeds, dim=1)
     cum = torch.cat([torch.zeros(b, 1, device=device, dtype=dtype), cum], dim=1)
@@ -188,30 +189,30 @@ class SignalViews(nn.Module):
         if resample:
             pos = random_time_warp(b, length, self.warp_strength, self.warp_knots, dev, dt)  # B x L in [0, 1]
             lo, hi = self.crop_scale
-            scale = torch.rand(b, 1, device=dev, dtype=dt) * (hi - lo) + lo
-            start = torch.rand(b, 1, device=dev, dtype=dt) * (1 - scale)
+            scale = R.rand(b, 1, device=dev, dtype=dt) * (hi - lo) + lo
+            start = R.rand(b, 1, device=dev, dtype=dt) * (1 - scale)
             src = (start + scale * pos) * (length - 1)
             if self.max_shift > 0:
-                src = src + (torch.rand(b, 1, device=dev, dtype=dt) * 2 - 1) * (self.max_shift * length)
+                src = src + (R.rand(b, 1, device=dev, dtype=dt) * 2 - 1) * (self.max_shift * length)
             out = resample_linear(x, src, circular=self.circular)
         else:
             out = x.clone()
         # 2. amplitude
         lo, hi = self.amplitude
         if (lo, hi) != (1.0, 1.0):
-            out = out * (torch.rand(b, 1, 1, device=dev, dtype=dt) * (hi - lo) + lo)
+            out = out * (R.rand(b, 1, 1, device=dev, dtype=dt) * (hi - lo) + lo)
         # 3. linear trend
         if self.max_trend > 0:
             t = torch.linspace(-0.5, 0.5, length, device=dev, dtype=dt)
-            slope = (torch.rand(b, 1, 1, device=dev, dtype=dt) * 2 - 1) * self.max_trend
+            slope = (R.rand(b, 1, 1, device=dev, dtype=dt) * 2 - 1) * self.max_trend
             out = out + slope * t
         # 4. noise
         if self.noise_std > 0:
-            out = out + self.noise_std * torch.randn_like(out)
+            out = out + self.noise_std * R.randn_like(out)
         if self.corr_noise_std > 0:
             kern = gaussian_kernel1d(self.corr_noise_sigma, dev, dt)
             radius = kern.numel() // 2
-            white = torch.randn(b * c, 1, length, device=dev, dtype=dt)
+            white = R.randn(b, c, 1, length, device=dev, dtype=dt).view(b * c, 1, length)
             if radius < length:  # periodic filtering, like the circular shift
                 padded = F.pad(white, (radius, radius), mode="circular")
             else:  # very short signals: zero padding
@@ -220,10 +221,10 @@ class SignalViews(nn.Module):
         # 5. masking of one segment
         if self.mask_p > 0 and self.max_mask > 0:
             max_len = max(1, int(round(self.max_mask * length)))
-            seg = torch.randint(1, max_len + 1, (b, 1), device=dev)
-            start = (torch.rand(b, 1, device=dev) * (length - seg + 1)).long()
+            seg = R.randint(1, max_len + 1, b, 1, device=dev)
+            start = (R.rand(b, 1, device=dev) * (length - seg + 1)).long()
             idx = torch.arange(length, device=dev).view(1, -1)
-            apply = (torch.rand(b, 1, device=dev) < self.mask_p) & (idx >= start) & (idx < start + seg)
+            apply = (R.rand(b, 1, device=dev) < self.mask_p) & (idx >= start) & (idx < start + seg)
             out = out.masked_fill(apply.unsqueeze(1), self.mask_value)
         return out
 

@@ -1,0 +1,226 @@
+"""Several processes, one run: ``torchrun`` + DistributedDataParallel, exact by construction.
+
+``torchrun --nproc-per-node N -m selfsup train ...`` starts N copies of the trainer and gives each its
+``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`joined` makes the copy join the job (gloo on CPUs,
+NCCL on CUDA, one GPU per process) and leave it at the end. How a run is shared:
+
+- ``train.batch_size`` is the **global** batch: every process walks the same seeded permutation and takes
+  its contiguous share of each batch; its views are drawn as one process holding the whole batch would
+  (:func:`selfsup.views.batch_shard`), and the criteria gather the embeddings of every process
+  (``gather_distributed``), so the loss and, after DDP's gradient averaging, the update are those of one
+  process. Only BatchNorm differs: each process normalises its own share unless ``model.sync_bn``.
+- Rank 0 alone touches the run directory: it opens it, reads the checkpoint to resume from and writes
+  metrics, checkpoints, the summary; :func:`from_main` hands its result, or its error, to every rank.
+- Verdicts are collective: a non-finite loss or embedding on any process stops every process at the
+  same step (:func:`any_rank`), so none is left waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from selfsup.errors import ConfigError, SelfsupError, say_error
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the job: rank, number of processes, rank on its machine."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def world() -> World:
+    """The job this process has joined; ``World()`` (one process) outside one."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def launched_size() -> int:
+    """The number of processes torchrun started (``WORLD_SIZE``; 1 when not under torchrun)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number of processes") from None
+
+
+@contextlib.contextmanager
+def joined(device: torch.device) -> Iterator[World]:
+    """Join the torchrun job of this process (when it has 2+ processes) for the duration of the block.
+
+    ``device`` is the training device the config asks for: CUDA processes use NCCL and the GPU of their
+    ``LOCAL_RANK``; CPU processes use gloo. A job already joined by the caller is used as it is.
+    """
+    if launched_size() == 1 or dist.is_initialized():
+        yield world()
+        return
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"several processes train on cpu (gloo) or cuda (nccl), not on '{device.type}'")
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield world()
+    except SelfsupError as err:
+        if getattr(err, "collective", False):
+            # every rank stopped here: rank 0 says why, then all leave together (torchrun stops the
+            # remaining processes as soon as one exits, which could cut rank 0's message short)
+            if world().main:
+                say_error(str(err))
+            err.silent = True  # said: the CLI only exits 2
+            dist.barrier()
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def process_device(device: torch.device) -> torch.device:
+    """The device of this process: with several CUDA processes, the GPU of its ``LOCAL_RANK``."""
+    w = world()
+    if w.size == 1 or device.type != "cuda":
+        return device
+    if device.index not in (None, w.local_rank):
+        raise ConfigError(
+            f"train.device={device}: with several processes each one uses the GPU of its LOCAL_RANK; "
+            "set train.device=cuda (or auto)"
+        )
+    return torch.device("cuda", w.local_rank)
+
+
+def check_global_batch(batch_size: int) -> None:
+    size = world().size
+    if batch_size % size:  # the same verdict on every rank
+        raise collective(
+            ConfigError(
+                f"train.batch_size={batch_size} is the global batch; it must divide evenly among the {size} "
+                f"processes (use a multiple of {size})"
+            )
+        )
+
+
+def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` in DistributedDataParallel (gradients averaged over the processes); alone: itself."""
+    if world().size == 1:
+        return module
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def sync_batch_norm(model: nn.Module, wanted: bool | None, device: torch.device) -> nn.Module:
+    """BatchNorm layers that normalise over the global batch (``model.sync_bn``; default: on with CUDA and
+    several processes). PyTorch's SyncBatchNorm runs on CUDA only."""
+    if world().size == 1:
+        return model
+    if wanted is None:
+        wanted = device.type == "cuda"
+    if not wanted:
+        return model
+    if device.type != "cuda":
+        raise collective(
+            ConfigError(
+                "model.sync_bn=true needs CUDA processes (PyTorch's SyncBatchNorm does not run on CPUs); set "
+                "model.sync_bn=false: each process then normalises its own share of the batch"
+            )
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def from_main(fn: Callable[..., T], *args) -> T:
+    """``fn(*args)`` run by rank 0 alone; every rank returns its result or raises its error.
+
+    The result is pickled to the other ranks (a checkpoint: load it on the CPU). Any other failure on
+    rank 0 is re-raised there and stops the others with a message, so nobody waits for an answer.
+    """
+    w = world()
+    if w.size == 1:
+        return fn(*args)
+    box: list = [None]
+    if w.main:
+        try:
+            box[0] = ("ok", fn(*args))
+        except SelfsupError as err:
+            box[0] = ("error", err)
+        except BaseException as err:
+            dist.broadcast_object_list([("bug", f"{type(err).__name__}: {err}")], src=0)
+            raise
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "ok":
+        return value
+    if kind == "error":
+        raise collective(value)
+    raise SelfsupError(f"process 0 failed ({value}); see its message")
+
+
+def collective(err: SelfsupError) -> SelfsupError:
+    """Mark an error that every rank raises at the same point: :func:`joined` has rank 0 say it once."""
+    err.collective = True
+    return err
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any of them (one all-reduce; ``flag`` in one process)."""
+    if world().size == 1:
+        return flag
+    t = torch.tensor(int(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t)
+
+
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The mean of ``t`` over the processes (a copy; ``t`` in one process)."""
+    size = world().size
+    if size == 1:
+        return t
+    t = t.detach().clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t / size
+
+
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The sum of ``t`` over the processes (a copy; ``t`` in one process)."""
+    if world().size == 1:
+        return t
+    t = t.detach().clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def launch_local(nproc: int, args: list[str]) -> int:
+    """``python -m selfsup ARGS`` in ``nproc`` processes on this machine, started by torchrun's engine
+    (``torch.distributed.run``, standalone rendezvous): ``selfsup train --nproc N``. Returns the exit
+    status: 0, 2 when a process stopped on a user error (it printed the message), else 1."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    if launched_size() > 1:
+        raise ConfigError("--nproc inside a torchrun job: give the number of processes to torchrun only")
+    parsed = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", "--module", "selfsup", *args]
+    )
+    try:
+        run(parsed)
+    except ChildFailedError as err:
+        codes = {f.exitcode for f in err.failures.values()}
+        if 2 in codes:
+            return 2
+        raise SelfsupError(
+            f"a training process failed (exit codes {sorted(codes)}); its message is above"
+        ) from None
+    return 0

@@ -1,0 +1,236 @@
+"""`selfsup train` in several processes (torchrun + DDP, gloo on this CPU): exact, and fault-tolerant.
+
+Every job here is a real torchrun job (``python -m torch.distributed.run``) of ``tests/ddp_worker.py``, the
+``selfsup`` command with the test's probes (per-step losses, injected faults). The model has no BatchNorm
+(mlp backbone and heads with ``batch_norm`` off; SyncBatchNorm does not run on CPUs), so one process and
+two processes must agree: same loss at every step, same final weights, to 1e-5 relative.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfsup.train import checkpoint as ckpt
+
+pytestmark = pytest.mark.slow
+
+WORKER = str(Path(__file__).with_name("ddp_worker.py"))
+TINY = [
+    "data.dataset=digits",
+    "model.backbone=mlp",
+    "model.backbone_args={hidden: '64', batch_norm: false}",
+    "model.projector=64-64",
+    "model.predictor=32-64",
+    "model.head_batch_norm=false",
+    "train.batch_size=128",
+    "train.epochs=3",
+    "train.amp=false",
+    "data.monitor_size=256",
+    "train.lidar_samples=32",
+    "train.keep_checkpoints=3",
+]
+# A pair method, a contrastive one, an EMA-target one. VICReg with its paper's optimizer, LARS: with Adam its
+# shift-invariance leaves directions of zero gradient (the first projector bias of always-active units), where
+# Adam turns float32 rounding noise, which depends on how the batch is split, into lr-sized steps (README).
+METHODS = {
+    "vicreg": ["method.name=vicreg", "optim.name=lars", "optim.lr=0.3"],
+    "simclr": ["method.name=simclr"],
+    "byol": ["method.name=byol"],
+}
+
+
+def _torchrun(*launch: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", *launch, WORKER]
+
+
+def _job(cmd: list[str], record: Path, args: list[str], env: dict | None = None, timeout: float = 180):
+    """Run one job to its end; returns (exit status, stdout + stderr)."""
+    record.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [*cmd, str(record), "train", "--quiet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _losses(record: Path, attempt: int = 0) -> list[float]:
+    """Per-step loss of the job: the mean over its processes (equal shares of every batch)."""
+    per_rank = [json.loads(p.read_text()) for p in sorted(record.glob(f"losses-rank*-attempt{attempt}.json"))]
+    assert per_rank and all(len(r) == len(per_rank[0]) for r in per_rank), [len(r) for r in per_rank]
+    return torch.tensor(per_rank, dtype=torch.float64).mean(0).tolist()
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    state, _ = ckpt.load_latest(run_dir / "checkpoints")
+    return state["model"]
+
+
+def _assert_same_weights(a: dict, b: dict, rtol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        err = float((a[k].double() - b[k].double()).norm() / b[k].double().norm().clamp_min(1e-12))
+        assert err <= rtol, (k, err)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory) -> dict[str, Path]:
+    """Each method trained by 1 process and by 2 (torchrun --standalone): their records and run dirs."""
+    root = tmp_path_factory.mktemp("ddp")
+    for method in METHODS:
+        for nproc, cmd in (
+            (1, [sys.executable, WORKER]),
+            (2, _torchrun("--standalone", "--nproc-per-node=2")),
+        ):
+            name = f"{method}-{nproc}"
+            code, out = _job(
+                cmd,
+                root / "rec" / name,
+                [*TINY, *METHODS[method], f"train.out_dir={root}", f"train.name={name}"],
+            )
+            assert code == 0, out
+    return {"root": root}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_two_processes_equal_one(jobs, method):
+    root = jobs["root"]
+    one, two = _losses(root / "rec" / f"{method}-1"), _losses(root / "rec" / f"{method}-2")
+    assert len(one) == len(two) == 3 * (1437 // 128)
+    torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=1e-5, atol=0)
+    _assert_same_weights(_weights(root / f"{method}-2"), _weights(root / f"{method}-1"))
+    m1 = [json.loads(line) for line in (root / f"{method}-1" / "metrics.jsonl").read_text().splitlines()]
+    m2 = [json.loads(line) for line in (root / f"{method}-2" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["online_probe_train_acc"] for r in m2] == pytest.approx(
+        [r["online_probe_train_acc"] for r in m1]
+    )
+    assert m2[-1]["backbone/rankme"] == pytest.approx(m1[-1]["backbone/rankme"], rel=1e-4)
+    s1, s2 = (json.loads((root / f"{method}-{n}" / "summary.json").read_text()) for n in (1, 2))
+    assert s2["processes"] == 2 and s1["processes"] == 1
+    assert s2["linear_acc"] == pytest.approx(s1["linear_acc"], abs=1 / 360 + 1e-9)  # one test sample at most
+
+
+def test_only_rank_zero_writes(jobs):
+    run = jobs["root"] / "vicreg-2"
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        ["checkpoints", "config.yaml", "metrics.jsonl", "report.html", "summary.json"] + _report_files(run)
+    )
+    assert [p.name for p in sorted((run / "checkpoints").iterdir())] == [
+        f"epoch-0000{i}.ckpt" for i in range(3)
+    ]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3  # one line per epoch, not per process
+
+
+def _report_files(run: Path) -> list[str]:
+    return [p.name for p in run.iterdir() if p.suffix in (".png", ".svg")]
+
+
+def test_two_machines_equal_one_machine(jobs, tmp_path):
+    """Two torchrun invocations (--nnodes 2, c10d rendezvous on 127.0.0.1) give the 2-process result."""
+    port = _free_port()
+    launch = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}"]
+    args = [*TINY, *METHODS["vicreg"], f"train.out_dir={tmp_path}", "train.name=two-nodes"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = []
+    for node in range(2):
+        (tmp_path / "rec").mkdir(exist_ok=True)
+        cmd = [*_torchrun(*launch, "--rdzv-id=two-nodes"), str(tmp_path / "rec"), "train", "--quiet", *args]
+        log = open(tmp_path / f"node{node}.log", "w")  # noqa: SIM115 - closed below
+        nodes.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+    for proc, log in nodes:
+        assert proc.wait(timeout=180) == 0, (tmp_path / "node0.log").read_text() + (
+            tmp_path / "node1.log"
+        ).read_text()
+        log.close()
+    root = jobs["root"]
+    torch.testing.assert_close(
+        torch.tensor(_losses(tmp_path / "rec")),
+        torch.tensor(_losses(root / "rec" / "vicreg-2")),
+        rtol=1e-6,
+        atol=0,
+    )
+    _assert_same_weights(_weights(tmp_path / "two-nodes"), _weights(root / "vicreg-2"), rtol=1e-6)
+
+
+def test_killed_worker_restarts_and_resumes(jobs, tmp_path):
+    """SIGKILL of rank 1 mid-epoch 3 under --max-restarts 1: torchrun restarts the job, which resumes the same
+    run from its epoch-2 checkpoint and ends as the uninterrupted run did."""
+    cmd = _torchrun("--standalone", "--nproc-per-node=2", "--max-restarts=1")
+    args = [*TINY, *METHODS["vicreg"], f"train.out_dir={tmp_path}"]  # no name: a restart finds its run
+    code, out = _job(cmd, tmp_path / "rec", args, env={"DDP_TEST_KILL": "1:28"})
+    assert code == 0, out
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "rec"]
+    assert len(_losses(tmp_path / "rec", attempt=1)) == 11  # epoch 3 only, resumed from epoch 2's checkpoint
+    assert "resuming" in out
+    ref = jobs["root"] / "vicreg-2"
+    s, s_ref = (json.loads((r / "summary.json").read_text()) for r in (run, ref))
+    for key in ("linear_acc", "knn_acc", "rankme_backbone"):
+        assert s[key] == pytest.approx(s_ref[key], rel=1e-6), key
+    last, last_ref = ((r / "metrics.jsonl").read_text().splitlines()[-1] for r in (run, ref))
+    assert json.loads(last)["loss"] == pytest.approx(json.loads(last_ref)["loss"], rel=1e-6)
+    _assert_same_weights(_weights(run), _weights(ref), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["vicreg", "byol"])  # NaN caught in the gathering criterion / by the loop
+def test_nan_on_one_rank_stops_every_rank(tmp_path, method):
+    cmd = _torchrun("--standalone", "--nproc-per-node=2")
+    args = [*TINY, *METHODS[method], f"train.out_dir={tmp_path}", "train.name=diverged"]
+    code, out = _job(cmd, tmp_path / "rec", args, env={"DDP_TEST_NAN": "1:15"}, timeout=120)
+    assert code != 0
+    assert out.count("error:") == 1 and "error: non-finite loss at epoch 2 (by step 4)" in out, out
+    assert "exitcode  : 2" in out  # torchrun's root cause: a process that stopped on the error
+    run = tmp_path / "diverged"
+    state = ckpt.load_checkpoint(run / "checkpoints" / "epoch-00000.ckpt")  # the last good one, intact
+    assert state["epoch"] == 0 and not (run / "checkpoints" / "epoch-00001.ckpt").exists()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (run / "summary.json").exists()
+
+
+def test_rank_missing_from_rendezvous_times_out(tmp_path):
+    """One of two machines never comes: torchrun's c10d rendezvous gives up after join_timeout, no hang."""
+    port = _free_port()
+    cmd = _torchrun(
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{port}",
+        "--rdzv-conf=join_timeout=5",
+    )
+    code, out = _job(cmd, tmp_path / "rec", [*TINY, f"train.out_dir={tmp_path}"], timeout=90)
+    assert code != 0
+    assert "RendezvousTimeoutError" in out, out
+    assert not any(p.is_dir() and p.name != "rec" for p in tmp_path.iterdir())  # no run was started
+
+
+def test_nproc_shortcut(jobs, tmp_path):
+    """`selfsup train --nproc 2` is torchrun's standalone job: the same run as the torchrun one; a batch that
+    does not divide among the processes is one error line and exit 2."""
+    base = [sys.executable, "-m", "selfsup", "train", "--quiet", "--nproc", "2", *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    bad = subprocess.run(
+        [*base, "train.batch_size=127"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert bad.returncode == 2
+    assert (bad.stdout + bad.stderr).count(
+        "error:"
+    ) == 1 and "divide evenly among the 2 processes" in bad.stderr
+    args = [*METHODS["vicreg"], f"train.out_dir={tmp_path}", "train.name=nproc"]
+    ok = subprocess.run([*base, *args], capture_output=True, text=True, env=env, timeout=180)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    _assert_same_weights(_weights(tmp_path / "nproc"), _weights(jobs["root"] / "vicreg-2"), rtol=1e-6)
