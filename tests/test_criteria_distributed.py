@@ -34,6 +34,7 @@ from selfsup.criteria import (
     vicreg_exp_loss,
     vicreg_loss,
 )
+from selfsup.errors import NonFiniteError
 
 WORLD = 2
 N, K, IN = 8, 5, 6
@@ -107,6 +108,15 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                 za, zb = ddp(x).chunk(2)
                 f(za, zb, True).backward()
                 results[f"ddp-{split}/{name}"] = [p.grad.clone() for p in model.parameters()]
+        for name, f in CASES.items():  # a NaN in rank 1's rows only: both ranks must refuse, none may wait
+            a = data["z1"][_rows("even", rank)].clone()
+            if rank == 1:
+                a[0, 0] = float("nan")
+            try:
+                f(a, data["z2"][_rows("even", rank)], True)
+                results[f"nan/{name}"] = torch.tensor(0)
+            except NonFiniteError:
+                results[f"nan/{name}"] = torch.tensor(1)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -161,3 +171,10 @@ def test_ddp_parameter_gradients_equal_single_process(results, name, split):
     for rank in range(WORLD):
         for got, want in zip(results[rank][f"ddp-{split}/{name}"], expected, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=_atol(want))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_nan_on_one_rank_is_refused_by_every_rank(results, name):
+    """The finiteness check of a gathering criterion is collective: the rank without NaN raises too,
+    instead of waiting in the gather for a rank that has stopped."""
+    assert [int(results[rank][f"nan/{name}"]) for rank in range(WORLD)] == [1, 1]

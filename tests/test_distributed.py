@@ -218,19 +218,37 @@ def test_rank_missing_from_rendezvous_times_out(tmp_path):
     assert not any(p.is_dir() and p.name != "rec" for p in tmp_path.iterdir())  # no run was started
 
 
-def test_nproc_shortcut(jobs, tmp_path):
-    """`selfsup train --nproc 2` is torchrun's standalone job: the same run as the torchrun one; a batch that
-    does not divide among the processes is one error line and exit 2."""
-    base = [sys.executable, "-m", "selfsup", "train", "--quiet", "--nproc", "2", *TINY]
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.batch_size=127", "divide evenly among the 2 processes"),
+        ("model.sync_bn=true", "SyncBatchNorm does not run on CPUs"),
+    ],
+)
+def test_nproc_config_error_is_said_once(tmp_path, override, message):
+    """A setting every process refuses alike: rank 0 says it once; every process, and the command, exit 2."""
+    cmd = [sys.executable, "-m", "selfsup", "train", "--quiet", "--nproc", "2", *TINY, override]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    bad = subprocess.run(
-        [*base, "train.batch_size=127"], capture_output=True, text=True, env=env, cwd=tmp_path
-    )
+    bad = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2
-    assert (bad.stdout + bad.stderr).count(
-        "error:"
-    ) == 1 and "divide evenly among the 2 processes" in bad.stderr
-    args = [*METHODS["vicreg"], f"train.out_dir={tmp_path}", "train.name=nproc"]
-    ok = subprocess.run([*base, *args], capture_output=True, text=True, env=env, timeout=180)
+    assert (bad.stdout + bad.stderr).count("error:") == 1 and message in bad.stderr, bad.stderr
+
+
+def test_nproc_shortcut(jobs, tmp_path):
+    """`selfsup train --nproc 2` is torchrun's standalone job: the same run as the torchrun one."""
+    cmd = [sys.executable, "-m", "selfsup", "train", "--quiet", "--nproc", "2", *TINY, *METHODS["vicreg"]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [f"train.out_dir={tmp_path}", "train.name=nproc"]
+    ok = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=180)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "linear probe test accuracy" in ok.stdout and ok.stdout.count("run directory:") == 1
     _assert_same_weights(_weights(tmp_path / "nproc"), _weights(jobs["root"] / "vicreg-2"), rtol=1e-6)
+
+
+def test_nproc_inside_torchrun_is_refused(monkeypatch):
+    from selfsup.errors import ConfigError
+    from selfsup.train.distributed import launch_local
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="inside a torchrun job"):
+        launch_local(2, ["train"])

@@ -414,3 +414,23 @@ def test_conv1d_custom_backward_only_where_it_pays():
         assert y.dtype == torch.bfloat16 and "Convolution" in type(y.grad_fn).__name__
         y = conv(torch.randn(2, 4, MATMUL_BACKWARD_MAX_LENGTH, requires_grad=True))
         assert "_Conv1dMatmulBackward" in type(y.grad_fn).__name__
+
+
+def test_models_without_batch_norm():
+    """``batch_norm=False`` (mlp backbone) and ``head_batch_norm=False`` (heads): no BatchNorm anywhere, so a
+    sample's embedding does not depend on its batch (what makes 1 and N processes agree on CPUs)."""
+    from selfsup.methods import SSLModel, get_method
+
+    backbone = build_backbone("mlp", (1, 8, 8), hidden="32-32", batch_norm=False)
+    model = SSLModel(get_method("byol"), backbone, "32-16", "8-16", head_batch_norm=False)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    x = torch.randn(6, 1, 8, 8)
+    model.train()
+    assert torch.allclose(
+        model.projector(model.backbone(x))[:2], model.projector(model.backbone(x[:2])), atol=1e-6
+    )
+    with_bn = SSLModel(get_method("byol"), build_backbone("mlp", (1, 8, 8), hidden="32-32"), "32-16", "8-16")
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm1d) for m in with_bn.modules())
+    assert (
+        n_bn == 2 + 1 + 1 + 3
+    )  # backbone (2 layers), projector, predictor, target (backbone 2 + projector 1)

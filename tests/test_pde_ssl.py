@@ -237,3 +237,18 @@ def test_solver_conditioning_is_validated():
 
     with pytest.raises(ConfigError, match="shift, film"):
         CNNSolver(history=4, future=2, conditioning="concat")
+
+
+def test_pde_views_shard_like_the_whole_batch():
+    """Crops and symmetry draws of rows of a batch (several processes) equal the whole batch's rows."""
+    from selfsup.views import batch_shard
+
+    d = generate("burgers", 2, seed=0, nx=32, nt=60, keep=40)
+    x = to_samples(d)[[0, 1, 0, 1, 1, 0]]
+    views = build_views("pde", x.shape[1:], equation="burgers", crop=(16, 24))
+    torch.manual_seed(3)
+    whole = views(x)
+    torch.manual_seed(3)
+    with batch_shard(2, 6):
+        part = views(x[2:5])
+    assert torch.equal(part, whole[2:5])

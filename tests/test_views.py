@@ -7,8 +7,16 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from selfsup.errors import ConfigError, ShapeError
-from selfsup.views import VIEW_RECIPES, ImageViews, SignalViews, build_view_set, build_views, default_recipe
+from selfsup.errors import ConfigError, SelfsupError, ShapeError
+from selfsup.views import (
+    VIEW_RECIPES,
+    ImageViews,
+    SignalViews,
+    batch_shard,
+    build_view_set,
+    build_views,
+    default_recipe,
+)
 from selfsup.views.image import (
     adjust_contrast,
     adjust_hue,
@@ -225,3 +233,33 @@ def test_registry_and_defaults():
     assert default_recipe((1, 8, 8)) == "small-image"
     assert default_recipe((3, 32, 32)) == "simclr"
     assert build_views("simclr", (1, 32, 32)).grayscale_p == 0.0  # no colour ops on grey images
+
+
+@pytest.mark.parametrize(
+    "recipe,shape,options",
+    [
+        *((r, s, {"view_index": i}) for r, s, i in CASES),
+        ("signal", (2, 40), {"noise_std": 0.1, "corr_noise_std": 0.2, "mask_p": 0.5, "max_trend": 0.2}),
+        ("simclr", (3, 16, 16), {"noise_std": 0.05}),
+    ],
+)
+def test_batch_shards_draw_the_rows_of_the_whole_batch(recipe, shape, options):
+    """Several processes each holding rows of a batch (``batch_shard``) get, row for row, the views one
+    process holding the whole batch gets from the same seed: exactly, not in distribution."""
+    views = build_views(recipe, shape, **options)
+    x = _batch(shape, n=12)
+    torch.manual_seed(5)
+    whole = views(x)
+    for start, stop in ((0, 4), (4, 8), (8, 12), (3, 12)):
+        torch.manual_seed(5)
+        with batch_shard(start, 12):
+            part = views(x[start:stop])
+        assert torch.equal(part, whole[start:stop]), (start, stop)
+    with batch_shard(10, 12), pytest.raises(SelfsupError, match="does not fit"):
+        views(x[:4])
+
+
+def test_kornia_backend_refuses_to_shard():
+    views = build_views("simclr", (3, 16, 16), backend="kornia")
+    with batch_shard(0, 8), pytest.raises(ConfigError, match="backend='torch'"):
+        views(_batch((3, 16, 16), n=4))
