@@ -45,7 +45,7 @@ def forward(self, views, index):
     if step == NAN_AT:
         views = [v * float("nan") for v in views]
     loss, feats = _forward(self, views, index)
-    LOSSES.append(float(loss))
+    LOSSES.append(float(loss.detach()))
     return loss, feats
 
 

@@ -75,9 +75,16 @@ def joined(device: torch.device) -> Iterator[World]:
         raise ConfigError(f"several processes train on cpu (gloo) or cuda (nccl), not on '{device.type}'")
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", **_attempt_store())
     try:
         yield world()
+    except RuntimeError as err:
+        if not _lost_peer(err):
+            raise
+        raise SelfsupError(
+            f"lost contact with another process of this job (it stopped, or its machine did): "
+            f"{str(err).splitlines()[0]}; torchrun --max-restarts restarts the job from its last checkpoint"
+        ) from None
     except SelfsupError as err:
         if getattr(err, "collective", False):
             # every rank stopped here: rank 0 says why, then all leave together (torchrun stops the
@@ -89,6 +96,31 @@ def joined(device: torch.device) -> Iterator[World]:
         raise
     finally:
         dist.destroy_process_group()
+
+
+def _attempt_store() -> dict:
+    """Under torchrun: its key-value store, under a prefix of this restart attempt. A restarted job reuses
+    the store of the failed attempt, whose processes left their addresses in it; without a prefix a new
+    process may read a dead one's address and fail to connect (seen here with gloo, and pytorch/pytorch#167288
+    with NCCL). Elsewhere: {} (``init_process_group``'s own ``env://``)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    size = launched_size()
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size, is_master=False)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return {
+        "store": dist.PrefixStore(f"selfsup/attempt-{attempt}", store),
+        "rank": int(os.environ["RANK"]),
+        "world_size": size,
+    }
+
+
+def _lost_peer(err: RuntimeError) -> bool:
+    """A collective that failed because another process went away (gloo/NCCL transport errors)."""
+    text = str(err)
+    return isinstance(err, dist.DistError) or any(
+        k in text for k in ("Connection reset by peer", "Connection closed by peer", "NCCL error", "gloo")
+    )
 
 
 def process_device(device: torch.device) -> torch.device:
