@@ -237,7 +237,8 @@ def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
 def launch_local(nproc: int, args: list[str]) -> int:
     """``python -m selfsup ARGS`` in ``nproc`` processes on this machine, started by torchrun's engine
     (``torch.distributed.run``, standalone rendezvous): ``selfsup train --nproc N``. Returns the exit
-    status: 0, 2 when a process stopped on a user error (it printed the message), else 1."""
+    status: 0; 2 when a process stopped on a user error (it printed the message); 130 on Ctrl-C."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -248,6 +249,8 @@ def launch_local(nproc: int, args: list[str]) -> int:
     )
     try:
         run(parsed)
+    except SignalException:  # Ctrl-C: torchrun has passed it on, the processes have said "interrupted"
+        return 130
     except ChildFailedError as err:
         codes = {f.exitcode for f in err.failures.values()}
         if 2 in codes:
