@@ -290,6 +290,9 @@ class SSLModel(nn.Module):
             if not n_train:
                 raise ConfigError("method 'diet' needs n_train, the number of training samples")
             self.diet_head = nn.Linear(backbone.out_dim, n_train, bias=False)
+            # DIET classifies backbone features: a projector the config gives is kept for the layer
+            # metrics but never trained (DDP requires every trainable parameter to get a gradient)
+            self.projector.requires_grad_(False)
         self.n_global = n_global  # LeJEPA: the first n_global views are the global ones
         if recipe.kind == "lejepa":
             self.register_buffer("sigreg_step", torch.zeros((), dtype=torch.long))

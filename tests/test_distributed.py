@@ -37,13 +37,15 @@ TINY = [
     "train.lidar_samples=32",
     "train.keep_checkpoints=3",
 ]
-# A pair method, a contrastive one, an EMA-target one. VICReg with its paper's optimizer, LARS: with Adam its
-# shift-invariance leaves directions of zero gradient (the first projector bias of always-active units), where
-# Adam turns float32 rounding noise, which depends on how the batch is split, into lr-sized steps (README).
+# A pair method, a contrastive one, an EMA-target one, DIET. VICReg with its paper's optimizer, LARS: with
+# Adam its shift-invariance leaves directions of zero gradient (the first projector bias of always-active
+# units), where Adam turns float32 rounding noise, which depends on how the batch is split, into lr-sized
+# steps (README).
 METHODS = {
     "vicreg": ["method.name=vicreg", "optim.name=lars", "optim.lr=0.3"],
     "simclr": ["method.name=simclr"],
     "byol": ["method.name=byol"],
+    "diet": ["method.name=diet"],  # its sample-index head under DDP; the configured projector unused
 }
 
 
@@ -187,19 +189,28 @@ def test_killed_worker_restarts_and_resumes(jobs, tmp_path):
     _assert_same_weights(_weights(run), _weights(ref), rtol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["vicreg", "byol"])  # NaN caught in the gathering criterion / by the loop
-def test_nan_on_one_rank_stops_every_rank(tmp_path, method):
-    cmd = _torchrun("--standalone", "--nproc-per-node=2")
+@pytest.mark.parametrize(
+    "method,restarts",
+    [("vicreg", 0), ("byol", 1)],  # NaN caught in the gathering criterion / by the loop's verdict
+)
+def test_nan_on_one_rank_stops_every_rank(tmp_path, method, restarts):
+    """Every rank stops at the same step with exit 2, rank 0 says why once, the last good checkpoint stays;
+    a restart (--max-restarts) does not retrain up to the same divergence: it stops at once."""
+    cmd = _torchrun("--standalone", "--nproc-per-node=2", f"--max-restarts={restarts}")
     args = [*TINY, *METHODS[method], f"train.out_dir={tmp_path}", "train.name=diverged"]
     code, out = _job(cmd, tmp_path / "rec", args, env={"DDP_TEST_NAN": "1:15"}, timeout=120)
     assert code != 0
-    assert out.count("error:") == 1 and "error: non-finite loss at epoch 2 (by step 4)" in out, out
+    assert out.count("error: non-finite loss at epoch 2 (by step 4)") == 1 + restarts, out
+    assert out.count("error:") == 1 + restarts, out
+    assert out.count("not retried") == restarts
     assert "exitcode  : 2" in out  # torchrun's root cause: a process that stopped on the error
     run = tmp_path / "diverged"
     state = ckpt.load_checkpoint(run / "checkpoints" / "epoch-00000.ckpt")  # the last good one, intact
     assert state["epoch"] == 0 and not (run / "checkpoints" / "epoch-00001.ckpt").exists()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     assert not (run / "summary.json").exists()
+    if restarts:  # the restarted attempt stopped before any training step
+        assert json.loads((tmp_path / "rec" / "losses-rank0-attempt1.json").read_text()) == []
 
 
 def test_rank_missing_from_rendezvous_times_out(tmp_path):
@@ -232,6 +243,7 @@ def test_nproc_config_error_is_said_once(tmp_path, override, message):
     bad = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2
     assert (bad.stdout + bad.stderr).count("error:") == 1 and message in bad.stderr, bad.stderr
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 def test_nproc_shortcut(jobs, tmp_path):

@@ -251,3 +251,12 @@ def test_resume_on_a_machine_of_another_precision_warns(tmp_path, monkeypatch):
     res = runner.invoke(app, ["train", "--quiet", "--resume", "runs/r", "train.epochs=2"])
     assert res.exit_code == 0, res.output
     assert "trained with float32 steps, this machine runs bfloat16" in " ".join(res.output.split())
+
+
+def test_kornia_views_train_in_one_process(tmp_path):
+    """The kornia backend cannot share a batch between processes, and one process never shards (regression:
+    the loop sharded every batch, so kornia views stopped a single-process run)."""
+    args = ["train", "--quiet", *TINY, "train.epochs=1", f"train.out_dir={tmp_path}", "train.name=k"]
+    result = runner.invoke(app, [*args, "data.view_args={backend: kornia}"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "k" / "summary.json").is_file()

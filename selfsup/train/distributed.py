@@ -18,6 +18,7 @@ NCCL on CUDA, one GPU per process) and leave it at the end. How a run is shared:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ def joined(device: torch.device) -> Iterator[World]:
         raise SelfsupError(
             f"lost contact with another process of this job (it stopped, or its machine did): "
             f"{str(err).splitlines()[0]}; torchrun --max-restarts restarts the job from its last checkpoint"
-        ) from None
+        ) from err
     except SelfsupError as err:
         if getattr(err, "collective", False):
             # every rank stopped here: rank 0 says why, then all leave together (torchrun stops the
@@ -98,28 +99,50 @@ def joined(device: torch.device) -> Iterator[World]:
         dist.destroy_process_group()
 
 
-def _attempt_store() -> dict:
-    """Under torchrun: its key-value store, under a prefix of this restart attempt. A restarted job reuses
-    the store of the failed attempt, whose processes left their addresses in it; without a prefix a new
-    process may read a dead one's address and fail to connect (seen here with gloo, and pytorch/pytorch#167288
-    with NCCL). Elsewhere: {} (``init_process_group``'s own ``env://``)."""
+@functools.cache
+def _job_store() -> dist.Store | None:
+    """The key-value store torchrun's agent keeps for the whole launch, restarts included (None when not
+    launched by torchrun)."""
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    return dist.TCPStore(addr, port, launched_size(), is_master=False)
+
+
+def _attempt_store() -> dict:
+    """Under torchrun: its store, under a prefix of this restart attempt. A restarted job reuses the store
+    of the failed attempt, whose processes left their addresses in it; without a prefix a new process may
+    read a dead one's address and fail to connect (seen here with gloo, 2 restarts in 3; with NCCL,
+    pytorch/pytorch#167288). Elsewhere: {} (``init_process_group``'s own ``env://``)."""
+    store = _job_store()
+    if store is None:
         return {}
-    size = launched_size()
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size, is_master=False)
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    return {
-        "store": dist.PrefixStore(f"selfsup/attempt-{attempt}", store),
-        "rank": int(os.environ["RANK"]),
-        "world_size": size,
-    }
+    prefixed = dist.PrefixStore(f"selfsup/attempt-{attempt}", store)
+    return {"store": prefixed, "rank": int(os.environ["RANK"]), "world_size": launched_size()}
+
+
+def note(key: str, value: str) -> None:
+    """Note ``value`` for the rest of this torchrun launch, restarts included (in torchrun's store, which
+    lives as long as the launch and no longer); nothing outside torchrun."""
+    store = _job_store()
+    if store is not None:
+        store.set(f"selfsup/{key}", value)
+
+
+def noted(key: str) -> str | None:
+    """What an earlier attempt of this torchrun launch noted under ``key`` (:func:`note`), or None."""
+    store = _job_store()
+    if store is None or not store.check([f"selfsup/{key}"]):
+        return None
+    return store.get(f"selfsup/{key}").decode()
 
 
 def _lost_peer(err: RuntimeError) -> bool:
-    """A collective that failed because another process went away (gloo/NCCL transport errors)."""
+    """A collective that failed because another process went away (its connection reset or closed)."""
     text = str(err)
-    return isinstance(err, dist.DistError) or any(
-        k in text for k in ("Connection reset by peer", "Connection closed by peer", "NCCL error", "gloo")
+    return isinstance(err, dist.DistNetworkError) or any(
+        k in text for k in ("Connection reset by peer", "Connection closed by peer")
     )
 
 
@@ -128,10 +151,12 @@ def process_device(device: torch.device) -> torch.device:
     w = world()
     if w.size == 1 or device.type != "cuda":
         return device
-    if device.index not in (None, w.local_rank):
-        raise ConfigError(
-            f"train.device={device}: with several processes each one uses the GPU of its LOCAL_RANK; "
-            "set train.device=cuda (or auto)"
+    if device.index is not None:  # the same verdict on every rank
+        raise collective(
+            ConfigError(
+                f"train.device={device}: with several processes each one uses the GPU of its LOCAL_RANK; "
+                "set train.device=cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES"
+            )
         )
     return torch.device("cuda", w.local_rank)
 
@@ -143,6 +168,17 @@ def check_global_batch(batch_size: int) -> None:
             ConfigError(
                 f"train.batch_size={batch_size} is the global batch; it must divide evenly among the {size} "
                 f"processes (use a multiple of {size})"
+            )
+        )
+
+
+def check_views(views: nn.ModuleList) -> None:
+    """Views that can share a batch between processes exactly (the kornia backend draws its own numbers)."""
+    if any(getattr(v, "backend", "torch") == "kornia" for v in views):
+        raise collective(
+            ConfigError(
+                "the kornia view backend cannot share a batch between processes exactly; use "
+                "data.view_args.backend=torch with several processes"
             )
         )
 
@@ -253,7 +289,7 @@ def launch_local(nproc: int, args: list[str]) -> int:
         return 130
     except ChildFailedError as err:
         codes = {f.exitcode for f in err.failures.values()}
-        if 2 in codes:
+        if 2 in codes and 1 not in codes:  # a user error (a bug, exit 1, outranks it)
             return 2
         raise SelfsupError(
             f"a training process failed (exit codes {sorted(codes)}); its message is above"

@@ -35,7 +35,7 @@ from selfsup.train.optim import build_optimizer, fusable, lr_factor, set_lr
 from selfsup.train.rundir import (
     append_metrics,
     check_checkpoint_config,
-    open_job_run_dir,
+    open_run_dir,
     run_lock,
     tensorboard_writer,
     truncate_metrics,
@@ -52,13 +52,13 @@ class Run:
     """A run in progress: its directory, optimisers, online probe, the next epoch and step, and the
     modules a training step calls (the model and probe, in DistributedDataParallel with several processes)."""
 
-    dir: Path
     opt: torch.optim.Optimizer
     probe: nn.Linear | None
     probe_opt: torch.optim.Optimizer | None
     step_model: nn.Module
     step_probe: nn.Module | None
     world: distributed.World
+    dir: Path | None = None  # opened once everything else has been built and checked
     epoch: int = 0
     step: int = 0
 
@@ -84,22 +84,23 @@ def fit(
         check_batch_size(cfg, data)
         distributed.check_global_batch(cfg.train.batch_size)
         c = build(cfg, data)
-        run_dir, resume = distributed.from_main(open_job_run_dir, cfg, run_dir, resume)
-        with run_lock(run_dir) if world.main else contextlib.nullcontext():
-            run = new_run(c, run_dir, world)
+        run = new_run(c, world)
+        # the run directory: rank 0 creates it (or checks it for a resume), every rank learns its path
+        run.dir, resume = distributed.from_main(_open_run_dir, cfg, run_dir, resume)
+        with run_lock(run.dir) if world.main else contextlib.nullcontext():
             if resume:
                 _resume(c, run, console)
             if world.main:
-                C.save(cfg, run_dir / "config.yaml")
-                truncate_metrics(run_dir / "metrics.jsonl", run.epoch)
+                C.save(cfg, run.dir / "config.yaml")
+                truncate_metrics(run.dir / "metrics.jsonl", run.epoch)
             summary = _train(c, run, console, progress)
             if not world.main:
-                return {"run_dir": str(run_dir), "rank": world.rank}
+                return {"run_dir": str(run.dir), "rank": world.rank}
             summary["train_seconds"] = time.perf_counter() - t_start
             summary["train_precision"] = precision(c)
             summary["processes"] = world.size
             summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(_summary_line(summary))
     return summary
 
@@ -146,14 +147,29 @@ def _resume(c: Components, run: Run, console: Console) -> None:
     console.print(f"resuming [bold]{run.dir}[/] from {path.name} (epoch {run.epoch + 1})")
 
 
+def _open_run_dir(cfg: C.RunConfig, run_dir: str | Path | None, resume: bool) -> tuple[Path, bool]:
+    """Rank 0: a new run directory with its ``config.yaml``, or the one to resume, checked against ``cfg``.
+    Under ``torchrun --max-restarts`` a restarted attempt resumes the run its first attempt created, and
+    does not retry a run that diverged (it would diverge again at the same step)."""
+    if (diverged := distributed.noted("diverged")) is not None:
+        raise DivergenceError(f"{diverged} (in an earlier attempt of this torchrun job: not retried)")
+    if (restarted := distributed.noted("run_dir")) is not None and run_dir is None and not resume:
+        run_dir, resume = restarted, True
+    run_dir = open_run_dir(cfg, run_dir, resume)
+    if not resume:
+        C.save(cfg, run_dir / "config.yaml")
+    distributed.note("run_dir", str(run_dir))
+    return run_dir, resume
+
+
 def _read_checkpoint(c: Components, run_dir: Path) -> tuple[dict, Path] | None:
     """The newest good checkpoint of the run and its path, checked against the config (None: none yet).
-    Loaded on the CPU when other processes are to receive it."""
+    Loaded on the CPU (the RNG states must be CPU tensors; the weights are copied to the device by
+    ``load_state_dict``), so that it can also be handed to other processes."""
     ckpt.remove_temp_files(run_dir / "checkpoints")
     if not ckpt.list_checkpoints(run_dir / "checkpoints"):
         return None
-    where = c.device if distributed.world().size == 1 else torch.device("cpu")
-    state, path = ckpt.load_latest(run_dir / "checkpoints", map_location=where)
+    state, path = ckpt.load_latest(run_dir / "checkpoints", map_location="cpu")
     check_checkpoint_config(state, c.cfg, run_dir, path)
     return state, path
 
@@ -165,20 +181,22 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def new_run(c: Components, run_dir: Path, world: distributed.World | None = None) -> Run:
+def new_run(c: Components, world: distributed.World | None = None) -> Run:
     """Optimiser of the model; the online linear probe (on detached backbone features) when labelled.
     With several processes: criteria gathering every process's rows, SyncBatchNorm when asked, and the
     model and probe in DDP (the BYOL target is updated from the averaged weights alike on every rank)."""
     world = world or distributed.World()
-    c.model.gather_distributed = world.size > 1
-    distributed.sync_batch_norm(c.model, c.cfg.model.sync_bn, c.device)
+    if world.size > 1:
+        c.model.gather_distributed = True
+        c.model = distributed.sync_batch_norm(c.model, c.cfg.model.sync_bn, c.device)
+        distributed.check_views(c.views)
     opt = build_optimizer(list(c.model.parameters()), c.cfg.optim)
     probe = probe_opt = None
     if c.cfg.train.online_probe and c.data.train.y is not None and c.data.num_classes:
         probe = nn.Linear(c.model.backbone.out_dim, c.data.num_classes).to(c.device)
         probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-3, fused=fusable(list(probe.parameters())))
     step_probe = distributed.wrap(probe, c.device) if probe is not None else None
-    return Run(run_dir, opt, probe, probe_opt, distributed.wrap(c.model, c.device), step_probe, world)
+    return Run(opt, probe, probe_opt, distributed.wrap(c.model, c.device), step_probe, world)
 
 
 def precision(c: Components) -> str:
@@ -195,10 +213,13 @@ def restore(c: Components, run: Run, state: dict, path: Path) -> tuple[Path, str
         run.probe.load_state_dict(state["probe"])
         run.probe_opt.load_state_dict(state["probe_optimizer"])
     torch.set_rng_state(state["rng_cpu"])
-    if c.device.type == "cuda" and state.get("rng_device") is not None:  # each rank's own GPU
-        torch.cuda.set_rng_state(state["rng_device"], c.device)
-    elif state.get("rng_cuda") and torch.cuda.is_available():  # checkpoints before rng_device
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    if c.device.type == "cuda":  # the generator of this process's GPU
+        saved = state.get("rng_device")
+        if saved is None and state.get("rng_cuda"):  # checkpoints before rng_device: one process's GPUs
+            trained_on = (c.device.index or 0) if run.world.size == 1 else 0
+            saved = state["rng_cuda"][min(trained_on, len(state["rng_cuda"]) - 1)]
+        if saved is not None:
+            torch.cuda.set_rng_state(saved, c.device)
     run.epoch, run.step = state["epoch"] + 1, state["step"]
     return path, state.get("precision")
 
@@ -226,7 +247,7 @@ def train_epoch(c: Components, run: Run, x_train, y_train, bar: Progress) -> dic
         idx = perm[b * bs : (b + 1) * bs][mine].to(device)
         set_lr(run.opt, cfg.optim.lr * lr_factor(run.step, cfg.optim, steps, total_steps))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            with batch_shard(mine.start, bs):
+            with batch_shard(mine.start, bs) if run.world.size > 1 else contextlib.nullcontext():
                 views = [view(x_train[idx]) for view in c.views]
             # the loss; a criterion refuses non-finite embeddings, and every process hears of it
             try:
@@ -272,13 +293,15 @@ def _online_probe_step(run: Run, feats: torch.Tensor, y: torch.Tensor) -> torch.
 
 
 def _diverged(run: Run, b: int) -> NoReturn:
-    """Every process stops here at the same step; rank 0 says why."""
+    """Every process stops here at the same step; rank 0 says why (and tells torchrun's restarts)."""
     last = ckpt.list_checkpoints(run.dir / "checkpoints") if run.world.main else []
     err = DivergenceError(
         f"non-finite loss at epoch {run.epoch + 1} (by step {b + 1}). The last good checkpoint is kept "
         f"({last[0] if last else 'none yet'}). Lower optim.lr, set optim.clip_grad, or add warm-up "
         "(optim.warmup_epochs)."
     )
+    if run.world.main:
+        distributed.note("diverged", str(err))
     raise distributed.collective(err)
 
 

@@ -7,7 +7,6 @@ import fcntl
 import json
 import math
 import os
-import re
 import socket
 import warnings
 from collections.abc import Iterator
@@ -39,31 +38,6 @@ def open_run_dir(cfg: C.RunConfig, run_dir: str | Path | None, resume: bool) -> 
     except OSError as err:
         raise SelfsupError(f"cannot create the run directory '{run_dir}': {err.strerror or err}") from None
     return run_dir
-
-
-def open_job_run_dir(cfg: C.RunConfig, run_dir: str | Path | None, resume: bool) -> tuple[Path, bool]:
-    """:func:`open_run_dir`, and under ``torchrun --max-restarts`` the run a restarted attempt continues.
-
-    torchrun restarts every process of a failed job with the same command; the first attempt notes its new
-    run directory in ``train.out_dir/.torchrun-<job id>``, so that a restart resumes that run from its last
-    checkpoint instead of starting another. Returns (run directory, whether it is resumed).
-    """
-    job = os.environ.get("TORCHELASTIC_RUN_ID")
-    if (
-        job is None
-        or resume
-        or run_dir is not None
-        or os.environ.get("TORCHELASTIC_MAX_RESTARTS") in (None, "0")
-    ):
-        return open_run_dir(cfg, run_dir, resume), resume
-    note = Path(cfg.train.out_dir) / f".torchrun-{re.sub(r'[^A-Za-z0-9_.-]', '_', job)}"
-    if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0" and note.is_file():
-        previous = Path(note.read_text().strip())
-        if (previous / "config.yaml").is_file():
-            return open_run_dir(cfg, previous, True), True
-    run_dir = open_run_dir(cfg, None, False)
-    note.write_text(str(run_dir))
-    return run_dir, False
 
 
 def read_run_config(run_dir: Path) -> dict:
