@@ -37,15 +37,22 @@ TINY = [
     "train.lidar_samples=32",
     "train.keep_checkpoints=3",
 ]
-# A pair method, a contrastive one, an EMA-target one, DIET. VICReg with its paper's optimizer, LARS: with
-# Adam its shift-invariance leaves directions of zero gradient (the first projector bias of always-active
-# units), where Adam turns float32 rounding noise, which depends on how the batch is split, into lr-sized
-# steps (README).
+# A pair method, a contrastive one, an EMA-target one, DIET, LeJEPA. VICReg with its paper's optimizer,
+# LARS: with Adam its shift-invariance leaves directions of zero gradient (the first projector bias of
+# always-active units), where Adam turns float32 rounding noise, which depends on how the batch is split,
+# into lr-sized steps (README).
 METHODS = {
     "vicreg": ["method.name=vicreg", "optim.name=lars", "optim.lr=0.3"],
     "simclr": ["method.name=simclr"],
     "byol": ["method.name=byol"],
     "diet": ["method.name=diet"],  # its sample-index head under DDP; the configured projector unused
+    # SIGReg's statistic all-reduced, 2 global + 2 local views (crops of another size)
+    "lejepa": [
+        "method.name=lejepa",
+        "method.params={lambd: 0.05, n_slices: 64}",
+        "data.n_views=4",
+        "data.local_views=2",
+    ],
 }
 
 
