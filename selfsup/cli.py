@@ -16,6 +16,7 @@ from rich.table import Table
 from selfsup.cli_errors import console, err_console, run_app, user_errors
 from selfsup.cli_pde import pde_app
 from selfsup.cli_sweep import layers as _layers_command
+from selfsup.cli_sweep import select_epoch as _select_epoch_command
 from selfsup.cli_sweep import sweep_app
 from selfsup.errors import SelfsupError
 from selfsup.paths import check_output_file
@@ -189,6 +190,7 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory")):
 app.add_typer(sweep_app, name="sweep")
 app.add_typer(pde_app, name="pde")
 app.command("layers")(_layers_command)
+app.command("select-epoch")(_select_epoch_command)
 
 
 def main() -> None:

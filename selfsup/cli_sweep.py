@@ -1,4 +1,4 @@
-"""Commands mounted on the ``selfsup`` app: ``selfsup sweep``, ``selfsup sweep summary``, ``selfsup layers``.
+"""Commands mounted on the ``selfsup`` app: ``sweep``, ``sweep summary``, ``layers``, ``select-epoch``.
 
 Heavy imports (optuna, torch) happen inside the commands so that ``selfsup --help`` stays fast.
 """
@@ -104,3 +104,47 @@ def layers(
     if not result["labelled"] and not no_probes:
         err_console.print("note: the dataset has no labelled test split: probes skipped")
     console.print(f"wrote {jpath} and {ppath}")
+
+
+@user_errors
+def select_epoch(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    metric: str = typer.Option("backbone/rankme", "--metric", help="label-free metric of metrics.jsonl"),
+    direction: str = typer.Option(None, "--direction", help="maximize or minimize (default: by the metric)"),
+    probe: bool = typer.Option(False, "--probe", help="accuracy: linear probe of each kept checkpoint"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+):
+    """The epoch to keep, chosen without labels (highest RankMe by default), and, when labels exist, how
+    close it comes to the best epoch (gap in points, Kendall's tau over the epochs)."""
+    from rich.table import Table
+
+    from selfsup.select.epochs import select_epoch as _select
+
+    if direction not in (None, "maximize", "minimize"):
+        raise typer.BadParameter("use maximize or minimize", param_hint="--direction")
+    result = _select(run_dir, metric, direction, probe)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    t = Table(
+        title=f"{metric} per epoch of {run_dir} ({result['direction']}; accuracy: {result['accuracy']})"
+    )
+    for col in ("epoch", metric, "accuracy", "checkpoint kept", ""):
+        t.add_column(col, justify="right")
+    for e in result["epochs"]:
+        acc = "-" if e["acc"] is None else f"{100 * e['acc']:.2f} %"
+        mark = "pick" if e["epoch"] == result["pick"] else ""
+        mark += (" + " if mark else "") + "best" if e["epoch"] == result["oracle"] else ""
+        t.add_row(str(e["epoch"]), f"{e['score']:.4g}", acc, "yes" if e["checkpoint"] else "no", mark)
+    console.print(t)
+    line = f"pick: epoch {result['pick']}"
+    if result["gap_points"] is not None:
+        tau = result["agreement"]["kendall_tau"]
+        line += f"; best epoch {result['oracle']}, gap {result['gap_points']:.2f} points"
+        line += f", Kendall tau {tau:.2f}" if tau is not None else ""
+    console.print(line)
+    if not any(e["checkpoint"] for e in result["epochs"] if e["epoch"] == result["pick"]):
+        err_console.print(
+            f"note: epoch {result['pick']}'s checkpoint is no longer kept; train with train.keep_checkpoints "
+            "at least train.epochs to keep every epoch's"
+        )
