@@ -112,17 +112,19 @@ def select_epoch(
     metric: str = typer.Option("backbone/rankme", "--metric", help="label-free metric of metrics.jsonl"),
     direction: str = typer.Option(None, "--direction", help="maximize or minimize (default: by the metric)"),
     probe: bool = typer.Option(False, "--probe", help="accuracy: linear probe of each kept checkpoint"),
+    all_epochs: bool = typer.Option(False, "--all-epochs", help="compare the early phase too"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ):
-    """The epoch to keep, chosen without labels (highest RankMe by default), and, when labels exist, how
-    close it comes to the best epoch (gap in points, Kendall's tau over the epochs)."""
+    """The epoch to keep, chosen without labels (highest RankMe by default, after the early phase when
+    RankMe is still falling), and, when labels exist, how close it comes to the best epoch (gap in points,
+    Kendall's tau over the compared epochs)."""
     from rich.table import Table
 
     from selfsup.select.epochs import select_epoch as _select
 
     if direction not in (None, "maximize", "minimize"):
         raise typer.BadParameter("use maximize or minimize", param_hint="--direction")
-    result = _select(run_dir, metric, direction, probe)
+    result = _select(run_dir, metric, direction, probe, all_epochs)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -135,6 +137,7 @@ def select_epoch(
         acc = "-" if e["acc"] is None else f"{100 * e['acc']:.2f} %"
         mark = "pick" if e["epoch"] == result["pick"] else ""
         mark += (" + " if mark else "") + "best" if e["epoch"] == result["oracle"] else ""
+        mark = f"{mark} ({e['excluded']})" if mark and e["excluded"] else e["excluded"] or mark
         t.add_row(str(e["epoch"]), f"{e['score']:.4g}", acc, "yes" if e["checkpoint"] else "no", mark)
     console.print(t)
     line = f"pick: epoch {result['pick']}"

@@ -41,12 +41,33 @@ def test_pick_gap_tau_and_tie_rule(tmp_path):
     assert [e["checkpoint"] is not None for e in out["epochs"]] == [False, False, False, True, True]
 
 
+def test_the_early_phase_is_left_out(tmp_path):
+    """RankMe falls from its value at initialisation before learning raises it: the epochs before its lowest
+    point are not compared (the main job's highest RankMe is its 2nd epoch's, 8.3 points below the best)."""
+    ranks = [50.0, 40.0, 30.0, 35.0, 45.0, 44.0]
+    accs = [0.50, 0.60, 0.70, 0.80, 0.90, 0.95]
+    run = _history(
+        tmp_path,
+        [{"backbone/rankme": r, "online_probe_test_acc": a} for r, a in zip(ranks, accs, strict=True)],
+    )
+    out = select_epoch(run)
+    assert [e["excluded"] for e in out["epochs"]] == ["early phase"] * 2 + [None] * 4
+    assert out["pick"] == 5 and out["oracle"] == 6 and out["gap_points"] == pytest.approx(5.0)
+    assert out["agreement"]["n"] == 4  # tau over the compared epochs
+    everything = select_epoch(run, all_epochs=True)
+    assert everything["pick"] == 1 and everything["gap_points"] == pytest.approx(45.0)
+    run_nan = _history(tmp_path / "nan", [{"backbone/rankme": None}, {"backbone/rankme": None}])
+    with pytest.raises(SelfsupError, match="not finite"):
+        select_epoch(run_nan)
+
+
 def test_a_loss_is_minimised_and_labels_are_optional(tmp_path):
     run = _history(tmp_path, [{"lejepa_loss": v} for v in (3.0, 1.0, 2.0)])
     out = select_epoch(run, "lejepa_loss")
     assert out["direction"] == "minimize" and out["pick"] == 2
     assert out["gap_points"] is None and out["oracle"] is None  # no probe accuracy: no agreement to report
-    assert select_epoch(run, "lejepa_loss", direction="maximize")["pick"] == 1
+    assert select_epoch(run, "lejepa_loss", direction="maximize")["pick"] == 3  # after its lowest value
+    assert select_epoch(run, "lejepa_loss", direction="maximize", all_epochs=True)["pick"] == 1
 
 
 def test_errors(tmp_path):

@@ -8,6 +8,12 @@ summary reports: the pick's accuracy against the best epoch's (the gap, in point
 between metric and accuracy over the epochs. The accuracy is the online probe's, or with ``probe=True`` the
 linear probe on the frozen checkpoint of every epoch still kept (``train.keep_checkpoints`` at least
 ``train.epochs`` keeps them all).
+
+The early phase is not comparable and is left out (``all_epochs=False``): a randomly initialised network's
+features are spread in every direction, so RankMe starts high and falls before learning raises it again
+(the "rank inflation" of early training; RankMe's paper compares trained runs). The epochs before the
+metric's worst value (lowest RankMe; highest loss) are excluded. On the main job (28 epochs) the highest
+RankMe is epoch 2's, 8.3 points below the best checkpoint; after the exclusion the pick is 0.5 points below.
 """
 
 from __future__ import annotations
@@ -23,9 +29,15 @@ from selfsup.train import read_metrics
 
 
 def select_epoch(
-    run_dir: str | Path, metric: str = "backbone/rankme", direction: str | None = None, probe: bool = False
+    run_dir: str | Path,
+    metric: str = "backbone/rankme",
+    direction: str | None = None,
+    probe: bool = False,
+    all_epochs: bool = False,
 ) -> dict[str, Any]:
-    """The epoch to keep by ``metric``, each monitored epoch's score and accuracy, and the agreement."""
+    """The epoch to keep by ``metric`` among the comparable epochs (all of them with ``all_epochs``, else
+    from the metric's worst value on), each monitored epoch's score and accuracy, the gap to the best epoch
+    of all, and the rank agreement over the comparable epochs."""
     run_dir = Path(run_dir)
     records = [r for r in read_metrics(run_dir / "metrics.jsonl") if metric in r]
     if not records:
@@ -51,19 +63,32 @@ def select_epoch(
     if probe:
         _probe_checkpoints(run_dir, epochs)
     scores, accs = [e["score"] for e in epochs], [e["acc"] for e in epochs]
-    pick = pick_highest(scores, direction)
-    gap = oracle_gap(pick, accs) if any(a is not None for a in accs) else None
+    first = 0 if all_epochs else early_phase(scores, direction)
+    best = pick_highest(scores[first:], direction)  # among the comparable epochs
+    if best is None:
+        raise SelfsupError(
+            f"'{run_dir}': {metric} is not finite at any monitored epoch; nothing to choose from"
+        )
+    pick = first + best
+    gap = oracle_gap(pick, accs) if any(a is not None for a in accs) else None  # against every epoch
+    epochs = [{**e, "excluded": "early phase" if i < first else None} for i, e in enumerate(epochs)]
     return {
         "run_dir": str(run_dir),
         "metric": metric,
         "direction": direction,
         "accuracy": "linear probe (frozen checkpoint)" if probe else "online probe",
         "epochs": [{**e, "checkpoint": str(e["checkpoint"]) if e["checkpoint"] else None} for e in epochs],
-        "pick": None if pick is None else epochs[pick]["epoch"],
+        "pick": epochs[pick]["epoch"],
         "oracle": None if gap is None or gap["oracle"] is None else epochs[gap["oracle"]]["epoch"],
         "gap_points": None if gap is None else gap["gap_points"],
-        "agreement": rank_agreement(scores, accs),
+        "agreement": rank_agreement(scores[first:], accs[first:]),  # over the comparable epochs
     }
+
+
+def early_phase(scores: list[float], direction: str) -> int:
+    """How many leading epochs come before the metric's worst value (the first, on ties): the early phase,
+    when RankMe is still falling from its value at initialisation."""
+    return pick_highest(scores, "minimize" if direction == "maximize" else "maximize") or 0
 
 
 def _probe_checkpoints(run_dir: Path, epochs: list[dict]) -> None:
