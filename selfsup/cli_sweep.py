@@ -135,9 +135,9 @@ def select_epoch(
         t.add_column(col, justify="right")
     for e in result["epochs"]:
         acc = "-" if e["acc"] is None else f"{100 * e['acc']:.2f} %"
-        mark = "pick" if e["epoch"] == result["pick"] else ""
-        mark += (" + " if mark else "") + "best" if e["epoch"] == result["oracle"] else ""
-        mark = f"{mark} ({e['excluded']})" if mark and e["excluded"] else e["excluded"] or mark
+        mark = " + ".join(k for k in ("pick", "oracle") if e["epoch"] == result[k]).replace("oracle", "best")
+        if e["excluded"]:
+            mark = f"{mark} ({e['excluded']})" if mark else e["excluded"]
         t.add_row(str(e["epoch"]), f"{e['score']:.4g}", acc, "yes" if e["checkpoint"] else "no", mark)
     console.print(t)
     line = f"pick: epoch {result['pick']}"

@@ -39,11 +39,10 @@ def select_epoch(
     from the metric's worst value on), each monitored epoch's score and accuracy, the gap to the best epoch
     of all, and the rank agreement over the comparable epochs."""
     run_dir = Path(run_dir)
-    records = [r for r in read_metrics(run_dir / "metrics.jsonl") if metric in r]
+    history = read_metrics(run_dir / "metrics.jsonl")
+    records = [r for r in history if metric in r]
     if not records:
-        known = sorted(
-            {k for r in read_metrics(run_dir / "metrics.jsonl") for k in r if "/" in k or k in RUN_METRICS}
-        )
+        known = sorted({k for r in history for k in r if "/" in k or k in RUN_METRICS})
         if not known:
             raise SelfsupError(
                 f"'{run_dir}' has no monitored epoch in metrics.jsonl (is it a run directory?)"

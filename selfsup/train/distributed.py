@@ -253,12 +253,7 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     """The mean of ``t`` over the processes (a copy; ``t`` in one process)."""
-    size = world().size
-    if size == 1:
-        return t
-    t = t.detach().clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t / size
+    return sum_over_ranks(t) / world().size
 
 
 def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:

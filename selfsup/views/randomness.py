@@ -5,8 +5,9 @@ first dimension is the batch. Outside :func:`batch_shard` they are ``torch.rand`
 that holds rows ``[offset, offset + b)`` of a global batch of ``total`` samples draws the parameters of the
 whole global batch and keeps its rows: every process consumes its generator as one process holding the
 whole batch would, so the views of an N-process run are, sample for sample, those of a 1-process run with
-the same seed and global batch. Drawing a few numbers per sample of the global batch costs little; the
-augmentation itself (the crops, the blur) is computed on the local rows only.
+the same seed and global batch. Drawing a few numbers per sample of the global batch costs little (additive
+noise draws one per pixel: global batch x pixels); the augmentation itself (the crops, the blur) is computed
+on the local rows only.
 """
 
 from __future__ import annotations
