@@ -112,24 +112,24 @@ def embed(
     output: Path = typer.Option(..., "-o", "--output", help="where to write the .npy"),
 ):
     """Embed a dataset with a trained run's backbone (or any named layer) and save an N x D .npy."""
-    from selfsup.data import load_dataset
     from selfsup.embeddings import save_embeddings
     from selfsup.methods import resolve_layer
     from selfsup.train import embed as embed_x
     from selfsup.train import load_run
+    from selfsup.train.components import load_data
 
     check_output_file(output, ".npy", "--output")
     c, _ = load_run(run_dir)
-    ds = load_dataset(data, seed=c.cfg.train.seed) if data else c.data
+    ds = load_data(c.cfg, data) if data else c.data
     part = {"train": ds.train, "test": ds.test}.get(split)
     if part is None:
         raise SelfsupError(
             f"split '{split}' is not available for '{ds.name}'; use train"
             + ("" if ds.test is None else " or test")
         )
-    if tuple(part.x.shape[1:]) != tuple(c.data.sample_shape):
+    if part.sample_shape != tuple(c.data.sample_shape):
         raise SelfsupError(
-            f"samples of '{ds.name}' have shape {tuple(part.x.shape[1:])} but the run was "
+            f"samples of '{ds.name}' have shape {part.sample_shape} but the run was "
             f"trained on {tuple(c.data.sample_shape)}"
         )
     layer = resolve_layer(layer, c.model.layer_names)

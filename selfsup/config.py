@@ -28,6 +28,10 @@ class DataConfig(_Section):
     local_views: int = Field(0, ge=0)  # the last local_views of the n_views are local crops (LeJEPA)
     local_view_args: dict[str, Any] = Field(default_factory=dict)  # {} -> the recipe's local crop_scale
     monitor_size: int = Field(2048, ge=2)  # fixed seeded subset of train for label-free metrics
+    load_args: dict[str, Any] = Field(default_factory=dict)  # loader options: image_size, mode, split...
+    stream: bool | Literal["auto"] = "auto"  # auto: in memory up to max_memory_mb, streamed above
+    max_memory_mb: float = Field(1024, gt=0)  # the auto rule's limit, in MiB of uint8 images
+    workers: int | None = Field(None, ge=0)  # DataLoader processes decoding streamed samples; None: cores
 
 
 class ModelConfig(_Section):

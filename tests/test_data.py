@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from selfsup.data import ArrayDataset, DataSplits, list_datasets, load_dataset, monitor_indices
+from selfsup.data.stream import as_float
 from selfsup.errors import ConfigError, NonFiniteError, SelfsupError, ShapeError
 
 
@@ -94,9 +95,8 @@ def test_folder_with_class_subfolders(tmp_path):
     assert sorted(s.test.y.tolist()) == [0, 1]
     x = torch.cat([s.train.x, s.test.x])
     y = torch.cat([s.train.y, s.test.y])
-    assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32)
-    assert torch.allclose(x[y == 0], torch.full_like(x[y == 0], 20 / 255), atol=1e-6)  # cat = dark
-    assert torch.allclose(x[y == 1], torch.full_like(x[y == 1], 200 / 255), atol=1e-6)
+    assert x.dtype == torch.uint8 and x.shape[1:] == (3, 32, 32)  # in memory as uint8 (1 byte a value)
+    assert (x[y == 0] == 20).all() and (x[y == 1] == 200).all()  # cat = dark
     small = load_dataset(f"folder:{tmp_path}", image_size=(8, 6), mode="L")
     assert small.sample_shape == (1, 8, 6) and small.train.x.shape[1:] == (1, 8, 6)
 
@@ -162,7 +162,7 @@ def test_arrays_layouts(tmp_path):
     np.savez(tmp_path / "img.npz", x=np.full((5, 16, 16, 3), 255, dtype=np.uint8))
     s = load_dataset(f"arrays:{tmp_path / 'img.npz'}")
     assert s.modality == "image" and s.sample_shape == (3, 16, 16)  # channels-last moved first
-    assert s.train.x.max().item() == 1.0  # uint8 images scaled to [0, 1]
+    assert s.train.x.dtype == torch.uint8 and as_float(s.train.x).max().item() == 1.0  # [0, 1] on the device
 
 
 def test_arrays_errors(tmp_path):

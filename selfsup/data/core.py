@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfsup.data.sources import Source
 from selfsup.errors import NonFiniteError, SelfsupError, ShapeError
 
 MODALITIES = ("signal", "image")
@@ -16,16 +17,19 @@ MODALITIES = ("signal", "image")
 
 @dataclass
 class ArrayDataset:
-    """Samples ``x`` (float32, ``N x ...``: ``N x C x L`` signals, ``N x C x H x W`` images) and optional
-    integer labels ``y`` (int64, length N)."""
+    """Samples ``x`` (``N x ...``: ``N x C x L`` signals, ``N x C x H x W`` images) and optional integer
+    labels ``y`` (int64, length N). ``x`` is a tensor in memory (float32, or uint8 images, which become
+    [0, 1] floats on the device) or a :class:`~selfsup.data.sources.Source` read batch by batch (streamed)."""
 
-    x: torch.Tensor
+    x: torch.Tensor | Source
     y: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.x, torch.Tensor):
-            raise SelfsupError(f"ArrayDataset.x must be a torch.Tensor, got {type(self.x).__name__}.")
-        if self.x.ndim < 2:
+        if not isinstance(self.x, (torch.Tensor, Source)):
+            raise SelfsupError(
+                f"ArrayDataset.x must be a torch.Tensor or a Source, got {type(self.x).__name__}."
+            )
+        if isinstance(self.x, torch.Tensor) and self.x.ndim < 2:
             raise ShapeError(
                 f"ArrayDataset.x must be N x ... (at least 2-D), got shape {tuple(self.x.shape)}."
             )
@@ -34,17 +38,23 @@ class ArrayDataset:
                 raise SelfsupError(
                     f"ArrayDataset.y must be a torch.Tensor or None, got {type(self.y).__name__}."
                 )
-            if self.y.ndim != 1 or self.y.shape[0] != self.x.shape[0]:
+            if self.y.ndim != 1 or self.y.shape[0] != len(self):
                 raise ShapeError(
-                    f"labels must be a vector with one entry per sample: x has {self.x.shape[0]} samples, "
+                    f"labels must be a vector with one entry per sample: x has {len(self)} samples, "
                     f"y has shape {tuple(self.y.shape)}."
                 )
 
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return len(self.x)
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.x, Source)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
+        if isinstance(self.x, Source):
+            return tuple(self.x.sample_shape)
         return tuple(int(s) for s in self.x.shape[1:])
 
 

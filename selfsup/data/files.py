@@ -11,54 +11,55 @@ import torch
 
 from selfsup.data.builtin import stratified_split
 from selfsup.data.core import ArrayDataset, DataSplits, check_finite, to_labels
+from selfsup.data.sources import (
+    IMAGE_EXTENSIONS,
+    ArraySource,
+    FolderSource,
+    check_mode,
+    scan_folder,
+    size_pair,
+)
 from selfsup.errors import SelfsupError, ShapeError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 FOLDER_TEST_FRACTION = 0.2
 
 
 # --------------------------------------------------------------------------------------------- image folder
-def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-def _images_under(folder: Path, recursive: bool) -> list[Path]:
-    files = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in files if _is_image(p))
-
-
-def _size_pair(image_size) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    try:
-        h, w = (int(v) for v in image_size)
-    except (TypeError, ValueError) as err:
-        raise SelfsupError(f"image_size must be an int or (height, width), got {image_size!r}.") from err
-    if h < 1 or w < 1:
-        raise SelfsupError(f"image_size must be positive, got {image_size!r}.")
-    return (h, w)
-
-
-def load_image_folder(path: str | Path, seed: int = 0, image_size=32, mode: str = "RGB") -> DataSplits:
-    """Load every image under ``path``, resized (without keeping the aspect ratio) to ``image_size``.
+def load_image_folder(
+    path: str | Path, seed: int = 0, image_size=32, mode: str = "RGB", rescan: bool = False
+) -> DataSplits:
+    """The images under ``path``, decoded on read and resized (aspect ratio not kept) to ``image_size``.
 
     Layout: ``path/<class>/**/<image>`` gives labels (classes = sorted sub-folder names); images directly in
-    ``path`` with no class sub-folder give an unlabelled dataset. Files with an image extension that PIL
-    cannot read are skipped and counted in one warning. Values are float32 in [0, 1], ``N x C x H x W``
-    (C = 3 for ``mode="RGB"``, 1 for ``"L"``). Labelled folders get a seeded stratified 20 % test split;
-    unlabelled ones have no test split.
+    ``path`` with no class sub-folder give an unlabelled dataset. Grey, colour and palette images mix
+    freely (each is converted to ``mode``: "RGB", 3 channels, or "L", 1), as do sizes. Zero-byte files and
+    files without a readable image header are left out and counted in one warning. Labelled folders get a
+    seeded stratified 20 % test split; unlabelled ones have no test split. The file list is cached
+    (:func:`~selfsup.data.sources.scan_folder`; ``rescan=True`` rebuilds it). Samples are uint8
+    ``C x H x W`` :class:`~selfsup.data.sources.FolderSource` items; :func:`selfsup.data.load_dataset`
+    streams them or reads them into memory.
     """
     root = Path(path).expanduser()
-    _check_folder_args(root, mode)
-    height, width = _size_pair(image_size)
-    class_names, files = _labelled_files(root)
-    channels = 3 if mode == "RGB" else 1
-    x, labels, n_skipped = _read_images(root, files, mode, height, width, channels)
-    info = {"source": str(root), "skipped": n_skipped, "image_size": (height, width), "mode": mode}
-    return _folder_splits(root, x, labels, class_names, seed, info, (channels, height, width))
+    _check_folder(root)
+    size, channels = size_pair(image_size), check_mode(mode)
+    listing = scan_folder(root, rescan=rescan)
+    _warn_listing(root, listing)
+    files, classes = listing["files"], listing["classes"]
+    source = FolderSource(root, files, listing["labels"], mode, size)
+    info = {"source": str(root), "skipped": len(listing["skipped"]), "image_size": size, "mode": mode}
+    shape = (channels, *size)
+    name = f"folder:{root}"
+    if classes is None:
+        return DataSplits(name, "image", ArrayDataset(source), None, None, shape, info=info)
+    y = np.asarray(listing["labels"], dtype=np.int64)
+    tr, te = stratified_split(y, int(round(FOLDER_TEST_FRACTION * len(y))), seed)
+    info["split_seed"] = int(seed)
+    train = ArrayDataset(source.subset(tr), torch.from_numpy(y[tr]))
+    test = ArrayDataset(source.subset(te), torch.from_numpy(y[te])) if len(te) else None
+    return DataSplits(name, "image", train, test, len(classes), shape, class_names=classes, info=info)
 
 
-def _check_folder_args(root: Path, mode: str) -> None:
+def _check_folder(root: Path) -> None:
     if not root.exists():
         raise SelfsupError(f"image folder '{root}' does not exist; check the path after 'folder:'.")
     if not root.is_dir():
@@ -66,117 +67,40 @@ def _check_folder_args(root: Path, mode: str) -> None:
             f"'{root}' is a file, not a folder; use 'arrays:{root}' for .npy/.npz files or point 'folder:' "
             "at a directory of images."
         )
-    if mode not in ("RGB", "L"):
-        raise SelfsupError(f"image mode must be 'RGB' or 'L', got {mode!r}.")
 
 
-def _labelled_files(root: Path) -> tuple[list[str] | None, list[tuple[Path, int]]]:
-    """Class names (None if unlabelled) and (image path, class index or -1) pairs; raises if there are none.
-
-    Images in class sub-folders win: top-level images beside them are ignored, with a warning.
-    """
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    per_class = {d.name: _images_under(d, recursive=True) for d in class_dirs}
-    per_class = {k: v for k, v in per_class.items() if v}
-    loose = _images_under(root, recursive=False)
-    if per_class:
-        class_names = sorted(per_class)
-        files = [(p, i) for i, name in enumerate(class_names) for p in per_class[name]]
-        if loose:
-            warnings.warn(
-                f"image folder '{root}' has class sub-folders and also {len(loose)} image(s) "
-                "at its top level; "
-                "the top-level images have no class and were ignored.",
-                stacklevel=4,
-            )
-    else:
-        class_names = None
-        files = [(p, -1) for p in loose]
-    if not files:
-        others = [p.name for p in root.rglob("*") if p.is_file()][:5]
-        found = f" It holds other files ({', '.join(others)}...)." if others else " It is empty."
-        raise SelfsupError(
-            f"no images found in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)} at the top level and in "
-            f"class sub-folders).{found}"
+def _warn_listing(root: Path, listing: dict) -> None:
+    """Warn of left-out files; raise when no image is left."""
+    if listing["loose"]:
+        warnings.warn(
+            f"image folder '{root}' has class sub-folders and also {listing['loose']} image(s) at its top "
+            "level; the top-level images have no class and were ignored.",
+            stacklevel=4,
         )
-    return class_names, files
-
-
-def _read_images(
-    root: Path, files: list[tuple[Path, int]], mode: str, height: int, width: int, channels: int
-) -> tuple[torch.Tensor, list[int], int]:
-    """The images read and resized, float32 ``N x C x H x W`` in [0, 1]; their labels; the count skipped.
-
-    Unreadable files (and images over PIL's decompression-bomb limit) are skipped with one warning; raises
-    if none could be read.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    arrays, labels, skipped = [], [], []
-    for p, label in files:
-        try:
-            with Image.open(p) as im:
-                im = im.convert(mode).resize((width, height), Image.BILINEAR)
-                arr = np.asarray(im, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError):
-            skipped.append(p)
-            continue
-        arrays.append(arr.reshape(height, width, channels))
-        labels.append(label)
+    skipped = listing["skipped"]
     if skipped:
-        names = ", ".join(str(p.relative_to(root)) for p in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         warnings.warn(
-            f"skipped {len(skipped)} unreadable image file(s) in '{root}': {names}{more}.", stacklevel=4
+            f"skipped {len(skipped)} unreadable image file(s) in '{root}' (empty, or not an image): "
+            f"{', '.join(skipped[:5])}{more}.",
+            stacklevel=4,
         )
-    if not arrays:
-        raise SelfsupError(f"none of the {len(files)} image file(s) in '{root}' could be read.")
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-    return x, labels, len(skipped)
-
-
-def _folder_splits(
-    root: Path,
-    x: torch.Tensor,
-    labels: list[int],
-    class_names: list[str] | None,
-    seed: int,
-    info: dict,
-    sample_shape: tuple[int, int, int],
-) -> DataSplits:
-    """The unlabelled dataset, or (with class names) a seeded stratified train/test split of it."""
-    if class_names is None:
-        return DataSplits(
-            name=f"folder:{root}",
-            modality="image",
-            train=ArrayDataset(x),
-            test=None,
-            num_classes=None,
-            sample_shape=sample_shape,
-            info=info,
-        )
-    y = np.asarray(labels, dtype=np.int64)
-    n_test = int(round(FOLDER_TEST_FRACTION * len(y)))
-    tr, te = stratified_split(y, n_test, seed)
-    yt = torch.from_numpy(y)
-    train = ArrayDataset(x[tr], yt[tr])
-    test = ArrayDataset(x[te], yt[te]) if len(te) else None
-    info["split_seed"] = int(seed)
-    return DataSplits(
-        name=f"folder:{root}",
-        modality="image",
-        train=train,
-        test=test,
-        num_classes=len(class_names),
-        sample_shape=sample_shape,
-        class_names=class_names,
-        info=info,
+    if listing["files"]:
+        return
+    if listing["found"]:
+        raise SelfsupError(f"none of the {listing['found']} image file(s) in '{root}' could be read.")
+    others = [p.name for p in root.rglob("*") if p.is_file()][:5]
+    found = f" It holds other files ({', '.join(others)}...)." if others else " It is empty."
+    raise SelfsupError(
+        f"no images found in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)} at the top level and in "
+        f"class sub-folders).{found}"
     )
 
 
 # --------------------------------------------------------------------------------------------- arrays
-def _as_samples(x: np.ndarray, what: str) -> tuple[torch.Tensor, str]:
-    """float32 tensor N x C x L (signals) or N x C x H x W (images), and the modality."""
+def _as_samples(x: np.ndarray, what: str) -> tuple[ArraySource, str]:
+    """The samples as a source of N x C x L signals or N x C x H x W images (views of ``x``, which may be
+    memory-mapped: nothing is copied), and the modality."""
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise SelfsupError(f"{what} must be a numeric array, got dtype {x.dtype}.")
     if np.issubdtype(x.dtype, np.complexfloating):
@@ -187,22 +111,15 @@ def _as_samples(x: np.ndarray, what: str) -> tuple[torch.Tensor, str]:
         )
     if x.shape[0] == 0:
         raise SelfsupError(f"{what} holds no samples (shape {x.shape}).")
-    check_finite(x, what)
-    scale_uint8 = x.dtype == np.uint8
+    for i in range(0, len(x), 4096):  # in chunks: a memory-mapped array is never read whole
+        check_finite(x[i : i + 4096], what)
+    modality = "image" if x.ndim == 4 else "signal"
     if x.ndim == 2:
         x = x[:, None, :]
-        modality = "signal"
-    elif x.ndim == 3:
-        modality = "signal"
-    else:
-        modality = "image"
-        # channels-last (N x H x W x C, C in 1/3/4) is the common numpy layout: move channels first
-        if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
-            x = np.transpose(x, (0, 3, 1, 2))
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    if scale_uint8 and modality == "image":
-        t = t.div_(255.0)
-    return t, modality
+    # channels-last (N x H x W x C, C in 1/3/4) is the common numpy layout: move channels first
+    if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        x = np.transpose(x, (0, 3, 1, 2))
+    return ArraySource(x, keep_uint8=modality == "image"), modality
 
 
 def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
@@ -210,7 +127,8 @@ def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
     ``y_test``.
 
     2-D ``x`` are signals (N x L, becomes N x 1 x L), 3-D are signals N x C x L, 4-D are images N x C x H x W
-    (N x H x W x C with C in 1, 3, 4 is transposed; uint8 images are scaled to [0, 1]). NaN/Inf raise
+    (N x H x W x C with C in 1, 3, 4 is transposed; uint8 images stay uint8 and become [0, 1] floats on the
+    device). A ``.npy`` file is memory-mapped, so one larger than memory streams. NaN/Inf raise
     :class:`NonFiniteError`, labels of the wrong length :class:`ShapeError`. ``seed`` is unused (the file
     fixes the split).
     """
@@ -224,7 +142,7 @@ def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
     suffix = p.suffix.lower()
     try:
         if suffix == ".npy":
-            data = {"x": np.load(p, allow_pickle=False)}
+            data = {"x": np.load(p, mmap_mode="r", allow_pickle=False)}  # paged in as read
         elif suffix == ".npz":
             with np.load(p, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
@@ -253,10 +171,9 @@ def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
     test = None
     if "x_test" in data:
         xt, modality_t = _as_samples(data["x_test"], f"'{p}' x_test")
-        if xt.shape[1:] != x.shape[1:]:
+        if xt.sample_shape != x.sample_shape:
             raise ShapeError(
-                f"'{p}': x_test samples have shape {tuple(xt.shape[1:])} "
-                f"but x samples have {tuple(x.shape[1:])}."
+                f"'{p}': x_test samples have shape {xt.sample_shape} but x samples have {x.sample_shape}."
             )
         yt = _labels(data.get("y_test"), len(xt), f"'{p}' y_test")
         if (y is None) != (yt is None):
@@ -271,7 +188,7 @@ def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
         train=train,
         test=test,
         num_classes=_num_classes(p, y, test.y if test is not None else None),
-        sample_shape=tuple(int(s) for s in x.shape[1:]),
+        sample_shape=x.sample_shape,
         info={"source": str(p)},
     )
 

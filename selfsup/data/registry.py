@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from selfsup.data.builtin import load_digits, load_mnist1d
 from selfsup.data.core import MODALITIES, DataSplits
 from selfsup.data.files import load_arrays, load_image_folder
+from selfsup.data.stream import MAX_MEMORY_MB, place
 from selfsup.errors import ConfigError, SelfsupError, unknown_name
 from selfsup.options import check_options
 from selfsup.plugins import load_plugin, plugin_names
@@ -123,19 +124,29 @@ def _resolve(spec: str) -> tuple[DatasetEntry, str | None]:
     raise err
 
 
-def load_dataset(spec: str, seed: int = 0, **options) -> DataSplits:
-    """Load a dataset from its spec: ``mnist1d``, ``digits``, ``folder:PATH`` or ``arrays:PATH``.
+def load_dataset(
+    spec: str,
+    seed: int = 0,
+    stream: bool | str = "auto",
+    workers: int | None = None,
+    max_memory_mb: float = MAX_MEMORY_MB,
+    **options,
+) -> DataSplits:
+    """Load a dataset from its spec: ``mnist1d``, ``digits``, ``folder:PATH``, ``arrays:PATH``...
 
     ``seed`` seeds the train/test split where the dataset has no standard one (digits, labelled folders).
     ``options`` go to the loader (``folder:`` takes ``image_size`` and ``mode``); unknown ones raise
-    :class:`ConfigError`. Errors in the data itself raise :class:`SelfsupError` subclasses.
+    :class:`ConfigError`. Errors in the data itself raise :class:`SelfsupError` subclasses. Datasets read
+    sample by sample (folders, ``.npy`` files, CIFAR, STL-10, ``hf:``) are streamed or read into memory by
+    ``stream`` (:func:`selfsup.data.stream.place`: ``"auto"`` keeps those of at most ``max_memory_mb`` MiB
+    in memory), decoded by ``workers`` processes.
     """
     entry, path = _resolve(spec)
     check_options(f"dataset '{entry.name}'", options, entry.loader, skip=("path", "spec", "seed"))
     splits = entry.loader(path, seed=seed, **options) if entry.prefix else entry.loader(seed=seed, **options)
     if splits.modality not in MODALITIES:
         raise SelfsupError(f"dataset '{spec}' produced an unknown modality {splits.modality!r}.")
-    return splits
+    return place(splits, stream, workers, max_memory_mb)
 
 
 def list_datasets() -> list[dict]:

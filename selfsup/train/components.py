@@ -11,6 +11,7 @@ from torch import nn
 
 from selfsup import config as C
 from selfsup.data import DataSplits, load_dataset, monitor_indices
+from selfsup.data.stream import as_float, default_workers, take
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import SSLModel, get_method
 from selfsup.models import build_backbone
@@ -81,7 +82,7 @@ class Components:
 def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
     """Data (loaded unless given), model and views of a run config, on its device."""
     device = distributed.process_device(pick_device(cfg.train.device))
-    data = data or load_dataset(cfg.data.dataset, seed=cfg.train.seed)
+    data = data or load_data(cfg)
     backbone = build_backbone(cfg.model.backbone, data.sample_shape, **cfg.model.backbone_args)
     model = SSLModel(
         get_method(cfg.method.name),
@@ -101,6 +102,20 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
     local = (cfg.data.local_views, cfg.data.local_view_args)
     views = build_view_set(recipe, data.sample_shape, cfg.data.n_views, *local, **view_args).to(device)
     return Components(cfg, data, model, views, device)
+
+
+def load_data(cfg: C.RunConfig, spec: str | None = None) -> DataSplits:
+    """The run's dataset (or ``spec``, with the run's loader options), streamed or in memory as
+    ``data.stream`` says."""
+    d = cfg.data
+    return load_dataset(
+        spec or d.dataset, cfg.train.seed, d.stream, d.workers, d.max_memory_mb, **d.load_args
+    )
+
+
+def workers(cfg: C.RunConfig) -> int:
+    """DataLoader worker processes for streamed data (``data.workers``, else one per core, at most 8)."""
+    return default_workers() if cfg.data.workers is None else cfg.data.workers
 
 
 def check_batch_size(cfg: C.RunConfig, data: DataSplits) -> None:
@@ -129,6 +144,9 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Components
 
 
 def monitor_subset(c: Components) -> torch.Tensor:
-    """The fixed, seeded subset of the training samples the label-free metrics are computed on."""
+    """The fixed, seeded subset of the training samples the label-free metrics are computed on (float, on
+    the CPU: at most ``data.monitor_size`` samples, read once when the data is streamed)."""
     n = len(c.data.train)
-    return c.data.train.x[monitor_indices(n, min(c.cfg.data.monitor_size, n), c.cfg.train.seed)]
+    return as_float(
+        take(c.data.train.x, monitor_indices(n, min(c.cfg.data.monitor_size, n), c.cfg.train.seed))
+    )

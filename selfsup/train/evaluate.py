@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 
 from selfsup.criteria import lejepa_mix, lejepa_terms
+from selfsup.data.sources import Source
+from selfsup.data.stream import default_workers, sequential
 from selfsup.methods import SSLModel, resolve_layer
 from selfsup.probes import knn_probe, linear_probe
 from selfsup.quality import lidar, quality_report
@@ -17,17 +19,20 @@ from selfsup.train.components import Components, monitor_subset
 @torch.no_grad()
 def embed(
     model: SSLModel,
-    x: torch.Tensor,
+    x: torch.Tensor | Source,
     device: torch.device,
     layers: list[str] | None = None,
     batch_size: int = 1024,
+    workers: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Embed un-augmented samples in eval mode; returns layer -> N x D float32 on ``device``."""
+    """Embed un-augmented samples in eval mode, ``batch_size`` at a time (a streamed source is read by
+    ``workers`` processes, never whole); returns layer -> N x D float32 on ``device``."""
     was_training = model.training
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(x), batch_size):
-        for k, v in model.embed_layers(x[i : i + batch_size].to(device), layers).items():
+    workers = default_workers() if workers is None else workers
+    for batch in sequential(x, batch_size, device, workers):
+        for k, v in model.embed_layers(batch, layers).items():
             chunks.setdefault(k, []).append(v.float())
     model.train(was_training)
     return {k: torch.cat(v) for k, v in chunks.items()}

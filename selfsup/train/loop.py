@@ -24,12 +24,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from selfsup import config as C
-from selfsup.data import load_dataset
+from selfsup.data.stream import EpochBatches, Feed
 from selfsup.errors import ConfigError, DivergenceError, NonFiniteError
 from selfsup.methods import resolve_layer
 from selfsup.train import checkpoint as ckpt
 from selfsup.train import distributed
-from selfsup.train.components import Components, build, check_batch_size, monitor_subset, pick_device, use_amp
+from selfsup.train.components import (
+    Components,
+    build,
+    check_batch_size,
+    load_data,
+    monitor_subset,
+    pick_device,
+    use_amp,
+    workers,
+)
 from selfsup.train.evaluate import embed, final_summary, monitor
 from selfsup.train.optim import build_optimizer, fusable, lr_factor, set_lr
 from selfsup.train.rundir import (
@@ -80,7 +89,7 @@ def fit(
             console, progress = Console(quiet=True), False
         # the data, model, views and optimisers, checked before anything is written
         seed_everything(cfg.train.seed, cfg.train.deterministic)
-        data = load_dataset(cfg.data.dataset, seed=cfg.train.seed)
+        data = load_data(cfg)
         check_batch_size(cfg, data)
         distributed.check_global_batch(cfg.train.batch_size)
         c = build(cfg, data)
@@ -109,13 +118,19 @@ def _train(c: Components, run: Run, console: Console, progress: bool) -> dict:
     """The epochs (one pass over the data, then monitor, log and checkpoint), then the final evaluation."""
     cfg, data = c.cfg, c.data
     writer = tensorboard_writer(run.dir) if cfg.train.tensorboard and run.world.main else None
-    x_train, x_mon = data.train.x.to(c.device), monitor_subset(c)
+    x_train = data.train.x if data.train.streamed else data.train.x.to(c.device)
+    batches = EpochBatches(
+        len(data.train), cfg.train.batch_size, cfg.train.seed, run.world.rank, run.world.size
+    )
+    feed = Feed(x_train, batches, c.device, workers(cfg))  # DataLoader workers decode streamed data
+    x_mon = monitor_subset(c)
     y_train = data.train.y.to(c.device) if run.probe is not None else None
     c.model.train()
     with _progress_bar(console, progress) as bar:
         while run.epoch < cfg.train.epochs:  # end_epoch advances run.epoch
             t0 = time.perf_counter()
-            record = train_epoch(c, run, x_train, y_train, bar)
+            batches.set_epoch(run.epoch)
+            record = train_epoch(c, run, feed, y_train, bar)
             record["epoch_time"] = time.perf_counter() - t0
             end_epoch(c, run, record, x_mon, writer)
             bar.console.print(_epoch_line(record, cfg.train.epochs))
@@ -224,31 +239,27 @@ def restore(c: Components, run: Run, state: dict, path: Path) -> tuple[Path, str
     return path, state.get("precision")
 
 
-def train_epoch(c: Components, run: Run, x_train, y_train, bar: Progress) -> dict:
-    """One pass over a seeded permutation of the training set (the last incomplete batch is dropped). With
-    several processes each takes its share of every (global) batch and draws its views as one process
-    holding the whole batch would."""
+def train_epoch(c: Components, run: Run, feed: Feed, y_train, bar: Progress) -> dict:
+    """One pass over a seeded permutation of the training set (``feed``: the last incomplete batch is
+    dropped). With several processes each takes its share of every (global) batch and draws its views as
+    one process holding the whole batch would."""
     cfg, device = c.cfg, c.device
     bs, epoch = cfg.train.batch_size, run.epoch
-    share = bs // run.world.size
-    mine = slice(run.world.rank * share, (run.world.rank + 1) * share)  # this process's rows of a batch
-    steps = len(x_train) // bs
+    first_row = feed.batches.rows.start  # this process's rows of a global batch start here
+    steps = len(feed.batches)
     total_steps = steps * cfg.train.epochs
-    perm = torch.randperm(
-        len(x_train), generator=torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
-    )
+    skipped_before = feed.skipped
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     amp = use_amp(cfg.train.amp, device)
     task = bar.task_ids[0]
     bar.reset(task, total=steps, epoch=f"{epoch + 1}/{cfg.train.epochs}", loss="-")
-    for b in range(steps):
-        # the batch: this process's rows and their views
-        idx = perm[b * bs : (b + 1) * bs][mine].to(device)
+    for b, (idx, x) in enumerate(feed):
+        # the batch (this process's rows) and its views
         set_lr(run.opt, cfg.optim.lr * lr_factor(run.step, cfg.optim, steps, total_steps))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            with batch_shard(mine.start, bs) if run.world.size > 1 else contextlib.nullcontext():
-                views = [view(x_train[idx]) for view in c.views]
+            with batch_shard(first_row, bs) if run.world.size > 1 else contextlib.nullcontext():
+                views = [view(x) for view in c.views]
             # the loss; a criterion refuses non-finite embeddings, and every process hears of it
             try:
                 loss, feats = run.step_model(views, idx)
@@ -278,6 +289,8 @@ def train_epoch(c: Components, run: Run, x_train, y_train, bar: Progress) -> dic
     record = {"epoch": epoch + 1, "step": run.step, "loss": mean, "lr": run.opt.param_groups[0]["lr"]}
     if run.probe is not None:
         record["online_probe_train_acc"] = int(distributed.sum_over_ranks(correct)) / (steps * bs)
+    if feed.skipped > skipped_before:  # samples that could not be decoded (the next one stood in)
+        record["unreadable_samples"] = feed.skipped - skipped_before
     return record
 
 

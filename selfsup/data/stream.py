@@ -1,0 +1,173 @@
+"""Batches from memory or from a streamed :class:`~selfsup.data.sources.Source`, in one seeded order.
+
+The training loop asks :class:`EpochBatches` for an epoch's index batches and :func:`feed` for the samples
+of each: rows of an in-memory tensor, or a DataLoader reading the source in ``workers`` processes, the
+batch moved to the device as uint8 (pinned, non-blocking on CUDA) and made float there by
+:func:`as_float`. Both paths follow the same permutation, so they deliver the same batches. Workers draw
+no random numbers (augmentations are drawn on the device by the view recipes), so resuming at an epoch
+boundary needs no worker state: the epoch's order is a function of ``(seed, epoch)``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+
+import torch
+from rich.progress import track
+from torch.utils.data import DataLoader, Sampler
+
+from selfsup.data.core import DataSplits
+from selfsup.data.sources import Source
+
+#: The in-memory rule: ``data.stream=auto`` reads a source into memory when it takes at most this many
+#: MiB as uint8 (``data.max_memory_mb``), and streams it otherwise.
+MAX_MEMORY_MB = 1024
+
+
+def default_workers() -> int:
+    """DataLoader worker processes when ``data.workers`` is not set: one per CPU core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """Samples as the model takes them: uint8 images -> float32 in [0, 1]; other dtypes -> float32."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    return x if x.dtype == torch.float32 else x.float()
+
+
+def take(x: torch.Tensor | Source, idx: torch.Tensor) -> torch.Tensor:
+    """The samples at ``idx`` as one tensor on the CPU (a few: the monitor subset, a preview)."""
+    if isinstance(x, torch.Tensor):
+        return x[idx]
+    return torch.stack([x[int(i)][0] for i in idx])
+
+
+class EpochBatches(Sampler):
+    """An epoch's index batches: a permutation seeded by ``(seed, epoch)``, cut into global batches of
+    ``batch_size`` (the last incomplete one dropped), each process keeping its rows ``[rank * b / W,
+    (rank + 1) * b / W)``. Call :meth:`set_epoch` before each epoch; iterating twice gives the same
+    batches."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        share = batch_size // world_size
+        self.rows = slice(rank * share, (rank + 1) * share)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=gen)
+        bs = self.batch_size
+        for b in range(len(self)):
+            yield perm[b * bs : (b + 1) * bs][self.rows]
+
+
+class Feed:
+    """Iterates ``(index, samples)`` of each batch of ``batches`` on ``device``; ``skipped`` counts samples
+    a source could not decode (the next readable one stood in)."""
+
+    def __init__(self, x, batches: Sampler, device: torch.device, workers: int):
+        self.x, self.batches, self.device = x, batches, device
+        self.skipped = 0
+        self.loader = None
+        if not isinstance(x, torch.Tensor):
+            self.loader = DataLoader(
+                x,
+                batch_sampler=batches,
+                num_workers=workers,
+                pin_memory=device.type == "cuda",
+                persistent_workers=workers > 0,
+                prefetch_factor=4 if workers > 0 else None,
+                generator=torch.Generator(),  # its worker seeds leave the global RNG (the views') alone
+            )
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.loader is None:  # in memory, already on the device
+            for idx in self.batches:
+                idx = idx.to(self.device)
+                yield idx, as_float(self.x[idx])
+            return
+        for idx, (images, ok) in zip(self.batches, self.loader, strict=True):
+            self.skipped += int((~ok).sum())
+            yield idx.to(self.device), as_float(images.to(self.device, non_blocking=True))
+
+
+def sequential(x, batch_size: int, device: torch.device, workers: int) -> Iterator[torch.Tensor]:
+    """Every sample of ``x`` in order, ``batch_size`` at a time, as float on ``device`` (embeddings of a
+    whole split: a streamed source never sits in memory)."""
+    if isinstance(x, torch.Tensor):
+        for i in range(0, len(x), batch_size):
+            yield as_float(x[i : i + batch_size].to(device))
+        return
+    loader = DataLoader(
+        x,
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
+    )
+    for images, _ in loader:
+        yield as_float(images.to(device, non_blocking=True))
+
+
+def materialize(source: Source, workers: int, what: str = "samples") -> tuple[torch.Tensor, int]:
+    """The whole source read into one tensor (uint8 images stay uint8), by ``workers`` processes, with a
+    progress bar on large sources; and the number of samples that could not be decoded."""
+    whole = source.read_all()
+    if whole is not None:
+        return whole, 0
+    n = len(source)
+    out = None
+    skipped, at = 0, 0
+    batch = 256
+    loader = DataLoader(
+        source, batch_size=batch, num_workers=workers if n > 4 * batch else 0, generator=torch.Generator()
+    )
+    for images, ok in track(loader, f"reading {what}", transient=True, disable=n < 5000):
+        if out is None:
+            out = torch.empty((n, *images.shape[1:]), dtype=images.dtype)
+        out[at : at + len(images)] = images
+        at += len(images)
+        skipped += int((~ok).sum())
+    return out, skipped
+
+
+def place(
+    splits: DataSplits,
+    stream: bool | str = "auto",
+    workers: int | None = None,
+    max_memory_mb: float = MAX_MEMORY_MB,
+) -> DataSplits:
+    """Stream the splits' sources, or read them into memory: ``stream=True`` / ``False``, or ``"auto"``:
+    into memory when all of them together take at most ``max_memory_mb`` MiB (uint8 images: 1 byte per
+    value), streamed otherwise. Datasets already in memory stay there. Records the choice in
+    ``splits.info["streamed"]`` and undecodable samples in ``info["unreadable"]``."""
+    parts = [p for p in (splits.train, splits.test) if p is not None and p.streamed]
+    total_mb = sum(p.x.nbytes() for p in parts) / 2**20
+    if stream == "auto":
+        stream = total_mb > max_memory_mb
+    splits.info["streamed"] = bool(stream and parts)
+    if stream or not parts:
+        return splits
+    workers = default_workers() if workers is None else workers
+    unreadable = 0
+    for p in parts:
+        p.x, skipped = materialize(p.x, workers)
+        unreadable += skipped
+    if unreadable:
+        warnings.warn(
+            f"{unreadable} sample(s) of '{splits.name}' could not be decoded; the next readable "
+            "sample stands in for each.",
+            stacklevel=3,
+        )
+    splits.info["unreadable"] = unreadable
+    return splits
