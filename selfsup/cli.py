@@ -143,12 +143,25 @@ def embed(
 def probe(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     layer: str = typer.Option(None, "--layer", help="named layer (default: backbone output)"),
+    data: str = typer.Option(
+        None, "--data", help="a labelled dataset spec of the same sample shape (default: the run's)"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Linear probe and kNN (k = 20) of a trained run on its dataset's test split."""
+    """Linear probe and kNN (k = 20) of a trained run on its dataset's test split (or on ``--data``'s:
+    a run trained on unlabelled images is probed on a labelled set, e.g. STL-10's train/test)."""
     from selfsup.train import load_run, probe_run
+    from selfsup.train.components import load_data
 
     c, _ = load_run(run_dir)
+    if data:  # with the dataset's default loader options
+        other = load_data(c.cfg, data, load_args={})
+        if tuple(other.sample_shape) != tuple(c.data.sample_shape):
+            raise SelfsupError(
+                f"samples of '{data}' have shape {tuple(other.sample_shape)} but the run was trained on "
+                f"{tuple(c.data.sample_shape)}; probe it on data of that shape"
+            )
+        c.data = other
     res = probe_run(c, layer)
     if not res:
         raise SelfsupError(f"dataset '{c.data.name}' has no labelled test split; probes need labels")

@@ -1,6 +1,9 @@
-"""Streaming: the same batches as in memory, exact resume, counted skips, the file-list cache, the auto rule."""
+"""Streaming: the same batches as in memory, exact resume, counted skips, the file-list cache, auto rule."""
 
 import json
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from selfsup.cli import app
 from selfsup.data import load_dataset
 from selfsup.data import sources as S
 from selfsup.data.stream import EpochBatches, Feed, as_float, take
+from selfsup.errors import SelfsupError
 
 runner = CliRunner()
 
@@ -95,7 +99,7 @@ def test_file_list_is_cached_until_a_class_folder_changes(tmp_path, monkeypatch)
 def test_a_file_corrupted_mid_run_is_replaced_and_counted(tmp_path):
     root = _folder(tmp_path / "imgs", n_per_class=8)
     s = load_dataset(f"folder:{root}", stream=True, image_size=8)  # the file list is built and cached
-    first = s.train.x.parent.files[s.train.x.index[0]]
+    first = s.train.x.parent.file(s.train.x.index[0])
     victim = root / first
     victim.write_bytes(victim.read_bytes()[:40])  # truncated after the scan: in the list, undecodable
     again = load_dataset(f"folder:{root}", stream=True, image_size=8)
@@ -163,3 +167,40 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly(tmp_path, monkey
     res = runner.invoke(app, ["probe", str(run), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["linear_acc"] == pytest.approx(summary["linear_acc"], abs=1e-6)
+
+
+class _Slow(S.Source):
+    """Grey 4 x 4 images, each read taking 50 ms (time to kill a worker mid-epoch)."""
+
+    sample_shape = (1, 4, 4)
+
+    def __len__(self):
+        return 64
+
+    def read(self, i):
+        time.sleep(0.05)
+        return torch.full((1, 4, 4), i, dtype=torch.uint8)
+
+
+def test_a_killed_worker_is_a_clear_error_not_a_hang():
+    feed = Feed(_Slow(), EpochBatches(64, 4, seed=0), torch.device("cpu"), 1)
+    batches = iter(feed)
+    next(batches)
+    os.kill(feed.loader._iterator._workers[0].pid, signal.SIGKILL)
+    t0 = time.perf_counter()
+    with pytest.raises(SelfsupError, match=r"data-loading worker process stopped.*data\.workers"):
+        for _ in batches:
+            pass
+    assert time.perf_counter() - t0 < 30
+
+
+class _Gone(_Slow):
+    def read(self, i):
+        raise S.DecodeError(f"sample {i}: file vanished")
+
+
+def test_a_source_that_cannot_be_read_is_one_clean_error():
+    feed = Feed(_Gone(), EpochBatches(64, 4, seed=0), torch.device("cpu"), 1)
+    with pytest.raises(SelfsupError, match="could not be read; is the data still there") as err:
+        list(feed)
+    assert "Traceback" not in str(err.value) and "\n" not in str(err.value)

@@ -187,7 +187,7 @@ def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
         modality=modality,
         train=train,
         test=test,
-        num_classes=_num_classes(p, y, test.y if test is not None else None),
+        num_classes=count_classes(p, y, test.y if test is not None else None),
         sample_shape=x.sample_shape,
         info={"source": str(p)},
     )
@@ -197,7 +197,7 @@ def load_arrays(path: str | Path, seed: int = 0) -> DataSplits:
 MAX_SPARSE_CLASSES = 10_000
 
 
-def _num_classes(p: Path, y: torch.Tensor | None, y_test: torch.Tensor | None) -> int | None:
+def count_classes(p: Path, y: torch.Tensor | None, y_test: torch.Tensor | None) -> int | None:
     """Labels are class indices 0..C-1: C is the largest label + 1, at most the number of labelled samples
     or :data:`MAX_SPARSE_CLASSES` (a label of 10**12 would size the online probe at 10**12 outputs)."""
     if y is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from selfsup.data.builtin import load_digits, load_mnist1d
 from selfsup.data.core import MODALITIES, DataSplits
 from selfsup.data.files import load_arrays, load_image_folder
+from selfsup.data.formats import load_cifar10, load_cifar100, load_hf, load_stl10
 from selfsup.data.stream import MAX_MEMORY_MB, place
 from selfsup.errors import ConfigError, SelfsupError, unknown_name
 from selfsup.options import check_options
@@ -75,6 +76,56 @@ DATASETS: dict[str, DatasetEntry] = {
             "arrays:PATH - .npy (x) or .npz (x, optional y, x_test, y_test); N x L or N x C x L signals, "
             "N x C x H x W images.",
             prefix=True,
+        ),
+        DatasetEntry(
+            "cifar10",
+            load_cifar10,
+            "image",
+            "cifar10:PATH - CIFAR-10 from torchvision's extracted folder (PATH holds cifar-10-batches-py/ or "
+            "is it); 32x32 RGB, image_size= resizes; nothing is downloaded.",
+            prefix=True,
+            train_size=50000,
+            test_size=10000,
+            sample_shape=(3, 32, 32),
+            num_classes=10,
+            default_views="simclr",
+        ),
+        DatasetEntry(
+            "cifar100",
+            load_cifar100,
+            "image",
+            "cifar100:PATH - CIFAR-100 (fine labels) from torchvision's extracted folder (PATH holds "
+            "cifar-100-python/ or is it); 32x32 RGB, image_size= resizes; nothing is downloaded.",
+            prefix=True,
+            train_size=50000,
+            test_size=10000,
+            sample_shape=(3, 32, 32),
+            num_classes=100,
+            default_views="simclr",
+        ),
+        DatasetEntry(
+            "stl10",
+            load_stl10,
+            "image",
+            "stl10:PATH - STL-10 binary files (PATH holds stl10_binary/ or is it), memory-mapped; "
+            "split='train' (5000 labelled), 'unlabeled' (100000) or 'train+unlabeled' (unlabelled train: "
+            "no probes); 8000 labelled test images; nothing is downloaded.",
+            prefix=True,
+            train_size=5000,
+            test_size=8000,
+            sample_shape=(3, 96, 96),
+            num_classes=10,
+            default_views="simclr",
+        ),
+        DatasetEntry(
+            "hf",
+            load_hf,
+            "image",
+            "hf:PATH - a Hugging Face datasets folder (save_to_disk) or parquet files (folder, file, glob), "
+            "or a hub name (downloaded by datasets); image_key=, label_key=, split=, image_size= (32), "
+            "mode=; needs pip install 'selfsup[hf]'.",
+            prefix=True,
+            default_views="simclr",
         ),
     ]
 }

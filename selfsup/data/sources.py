@@ -150,15 +150,22 @@ class FolderSource(Source):
     """Image files, decoded and resized on read (``folder:PATH``)."""
 
     def __init__(self, root: Path, files: list[str], labels, mode: str, size: tuple[int, int]):
-        self.root, self.files, self.mode, self.size = root, files, mode, size
+        self.root, self.mode, self.size = root, mode, size
+        # one numpy array of UTF-8 paths, not a list of str: DataLoader workers forked from this process
+        # would copy a list's pages as they touch its reference counts (a million paths, in every worker)
+        self.files = np.array([f.encode() for f in files], dtype=np.bytes_)
         self.sample_shape = (check_mode(mode), *size)
         self.labels = torch.as_tensor(labels, dtype=torch.int64) if labels is not None else None
 
     def __len__(self) -> int:
         return len(self.files)
 
+    def file(self, i: int) -> str:
+        """The path of sample ``i``, relative to the folder."""
+        return self.files[i].decode()
+
     def read(self, i: int) -> torch.Tensor:
-        path = self.root / self.files[i]
+        path = self.root / self.file(i)
         try:
             return decode_file(path, self.mode, self.size)
         except OSError as err:  # deleted or unreadable since the scan

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from selfsup.data.core import DataSplits
 from selfsup.data.sources import Source
+from selfsup.errors import SelfsupError
 
 #: The in-memory rule: ``data.stream=auto`` reads a source into memory when it takes at most this many
 #: MiB as uint8 (``data.max_memory_mb``), and streams it otherwise.
@@ -96,7 +97,7 @@ class Feed:
                 idx = idx.to(self.device)
                 yield idx, as_float(self.x[idx])
             return
-        for idx, (images, ok) in zip(self.batches, self.loader, strict=True):
+        for idx, (images, ok) in zip(self.batches, guarded(self.loader), strict=True):
             self.skipped += int((~ok).sum())
             yield idx.to(self.device), as_float(images.to(self.device, non_blocking=True))
 
@@ -115,8 +116,24 @@ def sequential(x, batch_size: int, device: torch.device, workers: int) -> Iterat
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),
     )
-    for images, _ in loader:
+    for images, _ in guarded(loader):
         yield as_float(images.to(device, non_blocking=True))
+
+
+def guarded(loader: DataLoader) -> Iterator:
+    """The loader's batches; a worker process that dies (killed, out of memory) or fails becomes one
+    :class:`SelfsupError` that says what to do, instead of DataLoader's traceback."""
+    try:
+        yield from loader
+    except SelfsupError as err:  # raised in a worker: DataLoader adds the worker's traceback to the text
+        raise SelfsupError(str(err).strip().splitlines()[-1].split("Error: ", 1)[-1]) from None
+    except RuntimeError as err:
+        if "DataLoader worker" not in str(err):
+            raise
+        raise SelfsupError(
+            f"a data-loading worker process stopped: {err} Lower data.workers or free memory, then resume "
+            "the run with selfsup train --resume RUN_DIR (its last checkpoint is kept)."
+        ) from None
 
 
 def materialize(source: Source, workers: int, what: str = "samples") -> tuple[torch.Tensor, int]:
