@@ -396,3 +396,10 @@ def test_presets_train_a_few_steps_on_their_layout(tmp_path, monkeypatch, preset
     assert record["step"] == 2 and np.isfinite(record["loss"]) and record["backbone/rankme"] > 0
     summary = json.loads((tmp_path / "runs/r/summary.json").read_text())
     assert summary["n_train"] == (10 if spec == "cifar10" else 9)  # stl10: train + unlabeled
+    if spec == "stl10":  # trained without labels: probed on STL-10's labelled train/test splits
+        assert "linear_acc" not in summary
+        res = CliRunner().invoke(app, ["probe", "runs/r", "--data", f"stl10:{tmp_path}", "--json"])
+        assert res.exit_code == 0, res.output
+        assert 0 <= json.loads(res.output)["linear_acc"] <= 1
+        res = CliRunner().invoke(app, ["probe", "runs/r", "--data", "digits"])
+        assert res.exit_code == 2 and "have shape (1, 8, 8) but the run was trained on (3, 96, 96)" in res.output

@@ -237,6 +237,25 @@ def gaussian_blur(
     return y.view(b, c, height, width)
 
 
+#: Rows per chunk of the per-sample colour and blur operations on the CPU (32 images of 96 x 96 RGB in
+#: float32 are 3.5 MB: the dozen elementwise passes of a hue rotation then run from the cache).
+CPU_CHUNK = 32
+
+
+def _on_rows(x: torch.Tensor, apply: torch.Tensor, fn) -> torch.Tensor:
+    """``fn(rows, keep)`` on the samples where ``apply`` is True, the others unchanged. On the CPU only
+    those rows are computed, :data:`CPU_CHUNK` at a time (every operation is per sample, so the values are
+    the same); on a GPU all rows are, then selected by ``torch.where`` (indexing by a mask would wait for
+    the device)."""
+    if x.device.type != "cpu":
+        return torch.where(apply.view(-1, 1, 1, 1), fn(x, slice(None)), x)
+    keep = apply.nonzero().squeeze(1)
+    out = x.clone()
+    for part in keep.split(CPU_CHUNK):  # a chunk's passes stay in the CPU's cache
+        out[part] = fn(x[part], part)
+    return out
+
+
 class ImageViews(nn.Module):
     """Random image views, per-sample random and batched. Values are expected in [0, 1].
 
@@ -393,11 +412,14 @@ class ImageViews(nn.Module):
         if self.jitter_p > 0:
             x = self._jitter(x)
         if self.grayscale_p > 0:
-            gray = _bernoulli(b, self.grayscale_p, dev).view(-1, 1, 1, 1)
-            x = torch.where(gray, _gray(x).expand_as(x), x)
+            gray = _bernoulli(b, self.grayscale_p, dev)
+            x = _on_rows(x, gray, lambda rows, keep: _gray(rows).expand_as(rows))
         if self.blur_p > 0:
             sigma = _uniform(b, *self.blur_sigma, dev)
-            x = gaussian_blur(x, sigma, _bernoulli(b, self.blur_p, dev), self.blur_kernel)
+            blur = _bernoulli(b, self.blur_p, dev)
+            x = _on_rows(
+                x, blur, lambda rows, keep: gaussian_blur(rows, sigma[keep], blur[keep], self.blur_kernel)
+            )
         if self.solarize_p > 0:
             sol = _bernoulli(b, self.solarize_p, dev).view(-1, 1, 1, 1)
             x = torch.where(sol & (x >= 0.5), 1.0 - x, x)
@@ -416,12 +438,15 @@ class ImageViews(nn.Module):
             factors.append(torch.where(apply, f, torch.full_like(f, one)) if lo != hi else None)
         order = torch.randperm(4).tolist()  # one random order per call, from the CPU generator
         ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-        out = x
-        for i in order:
-            if factors[i] is not None:
-                out = ops[i](out, factors[i])
+
+        def jitter(rows: torch.Tensor, keep) -> torch.Tensor:
+            for i in order:
+                if factors[i] is not None:
+                    rows = ops[i](rows, factors[i][keep])
+            return rows
+
         # Samples drawn not to be jittered keep their exact values (the hue round trip is not bit-exact).
-        return torch.where(apply.view(-1, 1, 1, 1), out, x)
+        return _on_rows(x, apply, jitter)
 
     def extra_repr(self) -> str:
         return (
