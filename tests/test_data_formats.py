@@ -402,4 +402,6 @@ def test_presets_train_a_few_steps_on_their_layout(tmp_path, monkeypatch, preset
         assert res.exit_code == 0, res.output
         assert 0 <= json.loads(res.output)["linear_acc"] <= 1
         res = CliRunner().invoke(app, ["probe", "runs/r", "--data", "digits"])
-        assert res.exit_code == 2 and "have shape (1, 8, 8) but the run was trained on (3, 96, 96)" in res.output
+        assert (
+            res.exit_code == 2 and "have shape (1, 8, 8) but the run was trained on (3, 96, 96)" in res.output
+        )

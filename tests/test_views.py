@@ -263,3 +263,24 @@ def test_kornia_backend_refuses_to_shard():
     views = build_views("simclr", (3, 16, 16), backend="kornia")
     with batch_shard(0, 8), pytest.raises(ConfigError, match="backend='torch'"):
         views(_batch((3, 16, 16), n=4))
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_cpu_row_selection_gives_the_values_of_the_whole_batch_path(monkeypatch, autocast):
+    """On the CPU the jitter, grayscale and blur run only on their drawn rows, in chunks; the values (and,
+    under bfloat16 autocast, the dtypes torch.where would promote to) are those of the all-rows path."""
+    import selfsup.views.image as image
+
+    def whole_batch(x, apply, fn):
+        return torch.where(apply.view(-1, 1, 1, 1), fn(x, slice(None)), x)
+
+    x = torch.rand(70, 3, 24, 24)
+    views = build_views("simclr", (3, 24, 24), blur_p=0.5)
+    out = {}
+    for name in ("rows", "whole"):
+        if name == "whole":
+            monkeypatch.setattr(image, "_on_rows", whole_batch)
+        torch.manual_seed(3)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out[name] = views(x)
+    assert out["rows"].dtype == torch.float32 and torch.equal(out["rows"], out["whole"])

@@ -104,13 +104,12 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
     return Components(cfg, data, model, views, device)
 
 
-def load_data(cfg: C.RunConfig, spec: str | None = None) -> DataSplits:
-    """The run's dataset (or ``spec``, with the run's loader options), streamed or in memory as
-    ``data.stream`` says."""
+def load_data(cfg: C.RunConfig, spec: str | None = None, load_args: dict | None = None) -> DataSplits:
+    """The run's dataset (or ``spec``), with the run's loader options (or ``load_args``), streamed or in
+    memory as ``data.stream`` says."""
     d = cfg.data
-    return load_dataset(
-        spec or d.dataset, cfg.train.seed, d.stream, d.workers, d.max_memory_mb, **d.load_args
-    )
+    args = d.load_args if load_args is None else load_args
+    return load_dataset(spec or d.dataset, cfg.train.seed, d.stream, d.workers, d.max_memory_mb, **args)
 
 
 def workers(cfg: C.RunConfig) -> int:

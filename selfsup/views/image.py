@@ -250,9 +250,15 @@ def _on_rows(x: torch.Tensor, apply: torch.Tensor, fn) -> torch.Tensor:
     if x.device.type != "cpu":
         return torch.where(apply.view(-1, 1, 1, 1), fn(x, slice(None)), x)
     keep = apply.nonzero().squeeze(1)
-    out = x.clone()
-    for part in keep.split(CPU_CHUNK):  # a chunk's passes stay in the CPU's cache
-        out[part] = fn(x[part], part)
+    done = [(part, fn(x[part], part)) for part in keep.split(CPU_CHUNK) if len(part)]  # chunks stay in cache
+    if not done:
+        return x.clone()
+    dtype = x.dtype
+    for _, rows in done:  # the dtype torch.where would give: autocast makes some results bfloat16
+        dtype = torch.promote_types(dtype, rows.dtype)
+    out = x.to(dtype, copy=True)
+    for part, rows in done:
+        out[part] = rows.to(dtype)
     return out
 
 
