@@ -11,7 +11,7 @@ from torch import nn
 
 from selfsup import config as C
 from selfsup.data import DataSplits, load_dataset, monitor_indices
-from selfsup.data.stream import as_float, default_workers, take
+from selfsup.data.stream import default_workers, take
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import SSLModel, get_method
 from selfsup.models import build_backbone
@@ -143,9 +143,8 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Components
 
 
 def monitor_subset(c: Components) -> torch.Tensor:
-    """The fixed, seeded subset of the training samples the label-free metrics are computed on (float, on
-    the CPU: at most ``data.monitor_size`` samples, read once when the data is streamed)."""
+    """The fixed, seeded subset of the training samples the label-free metrics are computed on, on the
+    CPU: at most ``data.monitor_size`` samples, read once when the data is streamed, kept as stored (uint8
+    images: :func:`~selfsup.data.stream.as_float` makes them float where they are used)."""
     n = len(c.data.train)
-    return as_float(
-        take(c.data.train.x, monitor_indices(n, min(c.cfg.data.monitor_size, n), c.cfg.train.seed))
-    )
+    return take(c.data.train.x, monitor_indices(n, min(c.cfg.data.monitor_size, n), c.cfg.train.seed))

@@ -9,7 +9,7 @@ import torch
 
 from selfsup.criteria import lejepa_mix, lejepa_terms
 from selfsup.data.sources import Source
-from selfsup.data.stream import default_workers, sequential
+from selfsup.data.stream import as_float, default_workers, sequential
 from selfsup.methods import SSLModel, resolve_layer
 from selfsup.probes import knn_probe, linear_probe
 from selfsup.quality import lidar, quality_report
@@ -52,7 +52,7 @@ def monitor(c: Components, x_mon: torch.Tensor, n_lidar: int) -> dict[str, float
         rep = quality_report(feats[layer])
         result.update({f"{tag}/{k}": v for k, v in rep.items() if isinstance(v, (int, float))})
     if n_lidar:
-        xs = x_mon[:n_lidar].to(c.device)
+        xs = as_float(x_mon[:n_lidar].to(c.device))
         was_training = c.model.training
         c.model.eval()
         views = torch.stack([c.model.backbone(view(xs)) for view in c.views], 1)
@@ -74,7 +74,7 @@ def lejepa_monitor(c: Components, x_mon: torch.Tensor) -> dict[str, float]:
     fork = {"devices": []} if kind == "cpu" else {"devices": [c.device.index or 0], "device_type": kind}
     with torch.random.fork_rng(**fork):
         torch.manual_seed(c.cfg.train.seed)
-        views = [view(x_mon.to(c.device)) for view in c.views]
+        views = [view(as_float(x_mon.to(c.device))) for view in c.views]
     layer = resolve_layer("projector", m.layer_names)
     z = torch.stack([embed(m, v, c.device, [layer])[layer] for v in views])  # (V, N, K)
     options = {k: v for k, v in m.params.items() if k != "lambd"}

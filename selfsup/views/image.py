@@ -245,21 +245,18 @@ CPU_CHUNK = 32
 def _on_rows(x: torch.Tensor, apply: torch.Tensor, fn) -> torch.Tensor:
     """``fn(rows, keep)`` on the samples where ``apply`` is True, the others unchanged. On the CPU only
     those rows are computed, :data:`CPU_CHUNK` at a time (every operation is per sample, so the values are
-    the same); on a GPU all rows are, then selected by ``torch.where`` (indexing by a mask would wait for
-    the device)."""
+    the same), written into ``x`` in place (an intermediate of the recipe, never the caller's batch); on a
+    GPU all rows are, then selected by ``torch.where`` (indexing by a mask would wait for the device)."""
     if x.device.type != "cpu":
         return torch.where(apply.view(-1, 1, 1, 1), fn(x, slice(None)), x)
-    keep = apply.nonzero().squeeze(1)
-    done = [(part, fn(x[part], part)) for part in keep.split(CPU_CHUNK) if len(part)]  # chunks stay in cache
-    if not done:
-        return x.clone()
-    dtype = x.dtype
-    for _, rows in done:  # the dtype torch.where would give: autocast makes some results bfloat16
-        dtype = torch.promote_types(dtype, rows.dtype)
-    out = x.to(dtype, copy=True)
-    for part, rows in done:
-        out[part] = rows.to(dtype)
-    return out
+    out = None
+    for part in apply.nonzero().squeeze(1).split(CPU_CHUNK):  # a chunk's passes stay in the cache
+        if len(part):
+            rows = fn(x[part], part)
+            if out is None:  # the dtype torch.where would give (autocast makes some results bfloat16)
+                out = x.to(torch.promote_types(x.dtype, rows.dtype))  # x itself when it has that dtype
+            out[part] = rows.to(out.dtype)
+    return x if out is None else out
 
 
 class ImageViews(nn.Module):
