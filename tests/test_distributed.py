@@ -15,9 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from selfsup.data import load_dataset
 from selfsup.train import checkpoint as ckpt
 
 pytestmark = pytest.mark.slow
@@ -52,6 +54,15 @@ METHODS = {
         "method.params={lambd: 0.05, n_slices: 64}",
         "data.n_views=4",
         "data.local_views=2",
+    ],
+    # the streaming path: digits' arrays read by DataLoader workers, each process its rows of a batch
+    "streamed": [
+        "method.name=vicreg",
+        "optim.name=lars",
+        "optim.lr=0.3",
+        "data.dataset=arrays:{root}/digits.npz",
+        "data.stream=true",
+        "data.workers=1",
     ],
 }
 
@@ -102,6 +113,12 @@ def _free_port() -> int:
 def jobs(tmp_path_factory) -> dict[str, Path]:
     """Each method trained by 1 process and by 2 (torchrun --standalone): their records and run dirs."""
     root = tmp_path_factory.mktemp("ddp")
+    digits = load_dataset("digits")
+    np.savez(
+        root / "digits.npz",
+        **{"x": digits.train.x.numpy(), "y": digits.train.y.numpy()},
+        **{"x_test": digits.test.x.numpy(), "y_test": digits.test.y.numpy()},
+    )
     for method in METHODS:
         for nproc, cmd in (
             (1, [sys.executable, WORKER]),
@@ -111,7 +128,8 @@ def jobs(tmp_path_factory) -> dict[str, Path]:
             code, out = _job(
                 cmd,
                 root / "rec" / name,
-                [*TINY, *METHODS[method], f"train.out_dir={root}", f"train.name={name}"],
+                [*TINY, *(a.replace("{root}", str(root)) for a in METHODS[method])]
+                + [f"train.out_dir={root}", f"train.name={name}"],
             )
             assert code == 0, out
     return {"root": root}
