@@ -102,11 +102,39 @@ def train(
     console.print(f"run directory: [bold]{summary['run_dir']}[/]  (report: {report})")
 
 
+DATA_ARGS_HELP = "loader options of --data, as YAML, e.g. '{image_size: 96}' (default: the dataset's own)"
+
+
+def _other_data(c, spec: str, data_args: str | None):
+    """Another dataset for a trained run (``--data``, loaded with ``--data-args``), of the run's shape."""
+    import yaml
+
+    from selfsup.train.components import load_data
+
+    try:
+        args = yaml.safe_load(data_args) if data_args else {}
+    except yaml.YAMLError:
+        args = None
+    if not isinstance(args, dict):
+        raise SelfsupError(
+            f"--data-args must be a YAML mapping such as '{{image_size: 96}}', got {data_args!r}"
+        )
+    other = load_data(c.cfg, spec, load_args=args)
+    if tuple(other.sample_shape) != tuple(c.data.sample_shape):
+        raise SelfsupError(
+            f"samples of '{spec}' have shape {tuple(other.sample_shape)} but the run was trained on "
+            f"{tuple(c.data.sample_shape)}; load them at that shape (--data-args, e.g. '{{image_size: "
+            f"{c.data.sample_shape[-1]}}}')"
+        )
+    return other
+
+
 @app.command()
 @user_errors
 def embed(
     run_dir: Path = typer.Argument(..., help="a run directory"),
     data: str = typer.Option(None, "--data", help="dataset spec (default: the run's dataset)"),
+    data_args: str = typer.Option(None, "--data-args", help=DATA_ARGS_HELP),
     split: str = typer.Option("train", "--split", help="train or test"),
     layer: str = typer.Option(None, "--layer", help="named layer (default: backbone output)"),
     output: Path = typer.Option(..., "-o", "--output", help="where to write the .npy"),
@@ -116,21 +144,15 @@ def embed(
     from selfsup.methods import resolve_layer
     from selfsup.train import embed as embed_x
     from selfsup.train import load_run
-    from selfsup.train.components import load_data
 
     check_output_file(output, ".npy", "--output")
     c, _ = load_run(run_dir)
-    ds = load_data(c.cfg, data) if data else c.data
+    ds = _other_data(c, data, data_args) if data else c.data
     part = {"train": ds.train, "test": ds.test}.get(split)
     if part is None:
         raise SelfsupError(
             f"split '{split}' is not available for '{ds.name}'; use train"
             + ("" if ds.test is None else " or test")
-        )
-    if part.sample_shape != tuple(c.data.sample_shape):
-        raise SelfsupError(
-            f"samples of '{ds.name}' have shape {part.sample_shape} but the run was "
-            f"trained on {tuple(c.data.sample_shape)}"
         )
     layer = resolve_layer(layer, c.model.layer_names)
     z = embed_x(c.model, part.x, c.device, [layer])[layer]
@@ -146,22 +168,16 @@ def probe(
     data: str = typer.Option(
         None, "--data", help="a labelled dataset spec of the same sample shape (default: the run's)"
     ),
+    data_args: str = typer.Option(None, "--data-args", help=DATA_ARGS_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Linear probe and kNN (k = 20) of a trained run on its dataset's test split (or on ``--data``'s:
     a run trained on unlabelled images is probed on a labelled set, e.g. STL-10's train/test)."""
     from selfsup.train import load_run, probe_run
-    from selfsup.train.components import load_data
 
     c, _ = load_run(run_dir)
-    if data:  # with the dataset's default loader options
-        other = load_data(c.cfg, data, load_args={})
-        if tuple(other.sample_shape) != tuple(c.data.sample_shape):
-            raise SelfsupError(
-                f"samples of '{data}' have shape {tuple(other.sample_shape)} but the run was trained on "
-                f"{tuple(c.data.sample_shape)}; probe it on data of that shape"
-            )
-        c.data = other
+    if data:
+        c.data = _other_data(c, data, data_args)
     res = probe_run(c, layer)
     if not res:
         raise SelfsupError(f"dataset '{c.data.name}' has no labelled test split; probes need labels")

@@ -405,3 +405,30 @@ def test_presets_train_a_few_steps_on_their_layout(tmp_path, monkeypatch, preset
         assert (
             res.exit_code == 2 and "have shape (1, 8, 8) but the run was trained on (3, 96, 96)" in res.output
         )
+
+
+class _CraftedDtype:
+    """Unpickles into numpy.dtype('u1') with a state that declares an object field (numpy would trust it)."""
+
+    def __reduce__(self):
+        state = (3, "|", None, ("f",), {"f": (np.dtype("O"), 0)}, 8, 1, 0x3F)
+        return (np.dtype, ("u1", False, True), state)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        np.array([1, "a"], dtype=object),  # object arrays: their bytes would be read as pointers
+        np.zeros(2, dtype=[("f", "O")]),
+        np.float64(1.0),  # numpy scalars (multiarray.scalar) are not needed by CIFAR and refused
+        _CraftedDtype(),
+    ],
+    ids=["object-array", "object-field", "numpy-scalar", "crafted-dtype-state"],
+)
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_cifar_unpickler_refuses_anything_but_plain_numeric_arrays(tmp_path, payload, protocol):
+    _write_cifar10(tmp_path)
+    batch = {b"labels": [0, 1], b"data": np.zeros((2, 3072), np.uint8), b"x": payload}
+    _dump(tmp_path / "cifar-10-batches-py" / "data_batch_2", batch, protocol=protocol)
+    with pytest.raises(SelfsupError, match="refusing to unpickle"):
+        load_dataset(f"cifar10:{tmp_path}")

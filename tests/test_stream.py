@@ -167,6 +167,13 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly(tmp_path, monkey
     res = runner.invoke(app, ["probe", str(run), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["linear_acc"] == pytest.approx(summary["linear_acc"], abs=1e-6)
+    out = tmp_path / "e.npy"
+    args = ["embed", str(run), "--data", f"folder:{root}", "--split", "test", "-o", str(out)]
+    res = runner.invoke(app, args)  # the folder's default load size, 32: not the run's 16
+    assert res.exit_code == 2 and "--data-args, e.g. '{image_size: 16}'" in res.output
+    res = runner.invoke(app, [*args, "--data-args", "{image_size: 16}"])
+    assert res.exit_code == 0, res.output
+    assert np.load(out).shape[0] == 5  # the 20 % test split of 24 images
 
 
 class _Slow(S.Source):
@@ -204,3 +211,25 @@ def test_a_source_that_cannot_be_read_is_one_clean_error():
     with pytest.raises(SelfsupError, match="could not be read; is the data still there") as err:
         list(feed)
     assert "Traceback" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_file_list_cache_sees_nested_folders_and_survives_a_bad_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    root = _folder(tmp_path / "imgs", n_per_class=2)
+    assert len(S.scan_folder(root)["files"]) == 4
+    (root / "a" / "deeper").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "a" / "deeper" / "new.png")  # below a class folder
+    assert len(S.scan_folder(root)["files"]) == 5
+    for cached in (tmp_path / "cache" / "folders").glob("*.json"):
+        cached.write_text("[1]")  # valid JSON, not a listing: rebuilt
+    assert len(S.scan_folder(root)["files"]) == 5
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "a-file"))  # a file: the cache cannot be written
+    with pytest.warns(UserWarning, match="could not cache the file list"):
+        assert len(S.scan_folder(root)["files"]) == 5
+
+
+def test_load_args_cannot_shadow_run_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "data.dataset=digits", "data.load_args={seed: 3}"])
+    assert res.exit_code == 2 and "data.load_args.seed is not a loader option; set train.seed" in res.output

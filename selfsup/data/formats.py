@@ -99,35 +99,87 @@ def _image_source(array: np.ndarray, labels: torch.Tensor | None, size) -> Sourc
 
 
 # --------------------------------------------------------------------------------------------- CIFAR
-def _numpy_globals() -> dict[tuple[str, str], object]:
-    """The globals a pickled numpy array or scalar refers to, under numpy 1's and numpy 2's module names;
-    ``_codecs.encode`` rebuilds bytes in Python 3 pickles of protocol 2."""
+class _Dtype:
+    """``numpy.dtype(obj, align, copy)`` as a pickle rebuilds it: plain numeric types only (bool, int, uint,
+    float), and a state that may set the byte order and nothing else (a crafted state could otherwise
+    declare object fields, whose bytes numpy would then take for pointers)."""
+
+    def __init__(self, obj, align=False, copy=False):
+        dtype = None
+        if isinstance(obj, str):
+            try:
+                dtype = np.dtype(obj)
+            except TypeError:
+                pass
+        if dtype is None or dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype:
+            raise SelfsupError(f"refusing to unpickle the dtype {obj!r}: a CIFAR batch holds numbers only.")
+        self.dtype = dtype
+
+    def __setstate__(self, state) -> None:
+        order = state[1] if isinstance(state, tuple) and len(state) > 1 else "|"
+        if order not in ("<", ">", "|", "="):
+            raise SelfsupError(f"refusing to unpickle a dtype of byte order {order!r}.")
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _array(raw, dtype, shape, order: str = "C") -> np.ndarray:
+    """An array of a checked dtype and shape from raw bytes of exactly the right length."""
+    if isinstance(raw, str):  # a Python 2 pickle's str, decoded as latin-1
+        raw = raw.encode("latin1")
+    ok_shape = isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)
+    if not isinstance(dtype, _Dtype) or not ok_shape or not isinstance(raw, (bytes, bytearray)):
+        raise SelfsupError("refusing to unpickle an array that is not plain numbers.")
+    if len(raw) != int(np.prod(shape)) * dtype.dtype.itemsize:
+        raise SelfsupError(f"an array of shape {shape} holds {len(raw)} bytes, which does not match.")
+    return np.frombuffer(bytes(raw), dtype=dtype.dtype).reshape(shape, order=order)
+
+
+class _Array:
+    """``numpy.core.multiarray._reconstruct(ndarray, ...)`` then its state: the array is built by
+    :func:`_array` from the state's shape, dtype and bytes."""
+
+    def __init__(self, cls, *args):
+        if cls is not _NDARRAY:
+            raise SelfsupError("refusing to unpickle an array of another class.")
+        self.value = None
+
+    def __setstate__(self, state) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise SelfsupError("refusing to unpickle an array state of another form.")
+        shape, dtype, fortran, raw = state[-4:]
+        self.value = _array(raw, dtype, shape, "F" if fortran else "C")
+
+
+def _frombuffer(buf, dtype, shape, order="C") -> np.ndarray:
+    """``numpy.core.numeric._frombuffer``, as pickles of protocol 5 rebuild arrays."""
+    return _array(bytes(buf), dtype, tuple(shape), order)
+
+
+_NDARRAY = object()  # stands for numpy.ndarray: only _Array may receive it
+
+
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    """What a CIFAR batch may refer to, under numpy 1's and numpy 2's module names; ``_codecs.encode``
+    rebuilds bytes in Python 3 pickles of protocol 2. Nothing of numpy itself is exposed."""
     import _codecs
 
-    try:
-        from numpy._core import multiarray, numeric
-
-        multiarray._reconstruct, multiarray.scalar, numeric._frombuffer  # noqa: B018 - numpy 2 has them
-    except (ImportError, AttributeError):  # numpy 1
-        from numpy.core import multiarray, numeric
-
     allowed = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): _Dtype,
         ("_codecs", "encode"): _codecs.encode,
     }
-    for package in ("numpy.core", "numpy._core"):  # pickles of numpy 1 and numpy 2
-        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar
-        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = _Array
+        allowed[(f"{package}.numeric", "_frombuffer")] = _frombuffer
     return allowed
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, strings, numbers and numpy arrays; any other global is refused, so a crafted
-    file cannot run code."""
+    """Unpickles dicts, lists, strings, numbers and plain numeric arrays (rebuilt by :func:`_array`, never
+    by numpy's own unpickling); any other global is refused, so a crafted file cannot run code."""
 
-    allowed = _numpy_globals()
+    allowed = _allowed_globals()
 
     def find_class(self, module: str, name: str):
         found = self.allowed.get((module, name))
@@ -138,11 +190,26 @@ class _ArrayUnpickler(pickle.Unpickler):
         return found
 
 
+def _built(obj):
+    """The unpickled object with each :class:`_Array` replaced by its array."""
+    if isinstance(obj, _Array):
+        if obj.value is None:
+            raise SelfsupError("refusing to unpickle an array without its data.")
+        return obj.value
+    if isinstance(obj, _Dtype):
+        return obj.dtype
+    if isinstance(obj, dict):
+        return {k: _built(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_built(v) for v in obj)
+    return obj
+
+
 def _unpickle(path: Path) -> dict:
     """A CIFAR batch file as a dict with str keys (the files are Python 2 pickles)."""
     try:
         with open(path, "rb") as fh:
-            obj = _ArrayUnpickler(fh, encoding="latin1").load()
+            obj = _built(_ArrayUnpickler(fh, encoding="latin1").load())
     except SelfsupError as err:
         raise SelfsupError(f"'{path}' is not a plain CIFAR batch: {err}") from err
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as err:

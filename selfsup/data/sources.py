@@ -206,9 +206,10 @@ def _readable(path: Path) -> bool:
 
 def scan_folder(root: Path, rescan: bool = False) -> dict:
     """The folder's file list: ``{"classes", "files", "labels", "skipped", "loose"}``, built once and cached
-    under :func:`cache_dir` (``folders/``), so a restart does not rescan a million files. The cache is
-    used while the modification times of the folder and of its class sub-folders are unchanged (adding or
-    removing a file in one of them changes its time); ``rescan=True`` rebuilds it.
+    under :func:`cache_dir` (``folders/``), so a restart does not rescan (and header-check) a million
+    files. The cache is used while the modification times of the folder and of every folder under it are
+    unchanged (adding or removing a file changes its folder's time; only folders are listed to check it);
+    ``rescan=True`` rebuilds it.
 
     Class sub-folders (sorted names) give labels, their images found recursively; without any, the images
     at the top level form an unlabelled set. Zero-byte files and files without a readable image header are
@@ -216,23 +217,38 @@ def scan_folder(root: Path, rescan: bool = False) -> dict:
     from selfsup.data.core import cache_dir  # core imports this module
 
     class_dirs = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    stamp = [os.stat(root).st_mtime_ns] + [os.stat(root / d).st_mtime_ns for d in class_dirs]
+    stamp = _folder_times(root)
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:20]
     cached = cache_dir() / "folders" / f"{key}.json"
     if not rescan and cached.is_file():
         try:
             listing = json.loads(cached.read_text())
-            if listing.get("stamp") == stamp and listing.get("root") == str(root.resolve()):
+            if isinstance(listing, dict) and listing.get("stamp") == stamp:
                 return listing
         except (OSError, ValueError):
             pass
     listing = _build_listing(root, class_dirs)
     listing.update(stamp=stamp, root=str(root.resolve()))
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(listing))
-    os.replace(tmp, cached)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(listing))
+        os.replace(tmp, cached)
+    except OSError as err:
+        warnings.warn(f"could not cache the file list of '{root}' in {cached.parent} ({err}).", stacklevel=3)
     return listing
+
+
+def _folder_times(root: Path) -> list:
+    """The modification time of every (non-hidden) folder under ``root``, with its path: adding or
+    removing a file anywhere changes one of them. Folders only are stat'ed, not the files."""
+    stamp, stack = [], [root]
+    while stack:
+        d = stack.pop()
+        stamp.append([os.path.relpath(d, root), os.stat(d).st_mtime_ns])
+        with os.scandir(d) as it:
+            stack.extend(Path(e.path) for e in it if e.is_dir() and not e.name.startswith("."))
+    return sorted(stamp)
 
 
 def _build_listing(root: Path, class_dirs: list[str]) -> dict:

@@ -28,8 +28,10 @@ MAX_MEMORY_MB = 1024
 
 
 def default_workers() -> int:
-    """DataLoader worker processes when ``data.workers`` is not set: one per CPU core, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """DataLoader worker processes when ``data.workers`` is not set: the CPU cores shared among this
+    machine's training processes (torchrun's ``LOCAL_WORLD_SIZE``), at least 1 and at most 8 each."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(8, (os.cpu_count() or 1) // max(local, 1)))
 
 
 def as_float(x: torch.Tensor) -> torch.Tensor:
@@ -91,8 +93,12 @@ class Feed:
                 generator=torch.Generator(),  # its worker seeds leave the global RNG (the views') alone
             )
 
+    def close(self) -> None:
+        """Stop the worker processes (and drop their prefetched batches)."""
+        self.loader = None
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.loader is None:  # in memory, already on the device
+        if isinstance(self.x, torch.Tensor):  # in memory, already on the device
             for idx in self.batches:
                 idx = idx.to(self.device)
                 yield idx, as_float(self.x[idx])
@@ -149,7 +155,7 @@ def materialize(source: Source, workers: int, what: str = "samples") -> tuple[to
     loader = DataLoader(
         source, batch_size=batch, num_workers=workers if n > 4 * batch else 0, generator=torch.Generator()
     )
-    for images, ok in track(loader, f"reading {what}", transient=True, disable=n < 5000):
+    for images, ok in track(guarded(loader), f"reading {what}", transient=True, disable=n < 5000):
         if out is None:
             out = torch.empty((n, *images.shape[1:]), dtype=images.dtype)
         out[at : at + len(images)] = images
@@ -169,6 +175,8 @@ def place(
     value), streamed otherwise. Datasets already in memory stay there. Records the choice in
     ``splits.info["streamed"]`` and undecodable samples in ``info["unreadable"]``."""
     parts = [p for p in (splits.train, splits.test) if p is not None and p.streamed]
+    if any(len(p) == 0 for p in parts):
+        raise SelfsupError(f"dataset '{splits.name}' has a split without samples; check its files.")
     total_mb = sum(p.x.nbytes() for p in parts) / 2**20
     if stream == "auto":
         stream = total_mb > max_memory_mb

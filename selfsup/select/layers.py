@@ -21,6 +21,7 @@ def evaluate_layers(
     from selfsup.probes import knn_probe, linear_probe
     from selfsup.quality import METRICS, quality_report
     from selfsup.train import embed, load_run, monitor_subset
+    from selfsup.train.components import workers
 
     c, path = load_run(run_dir)
     names = c.model.layer_names
@@ -33,8 +34,8 @@ def evaluate_layers(
     labelled = data.test is not None and data.train.y is not None and data.test.y is not None
     do_probes = probes and labelled
     if do_probes:
-        tr = embed(c.model, data.train.x, c.device, wanted)
-        te = embed(c.model, data.test.x, c.device, wanted)
+        tr = embed(c.model, data.train.x, c.device, wanted, workers=workers(c.cfg))
+        te = embed(c.model, data.test.x, c.device, wanted, workers=workers(c.cfg))
         y_tr, y_te = data.train.y.to(c.device), data.test.y.to(c.device)
 
     rows = []

@@ -13,7 +13,7 @@ from selfsup.data.stream import as_float, default_workers, sequential
 from selfsup.methods import SSLModel, resolve_layer
 from selfsup.probes import knn_probe, linear_probe
 from selfsup.quality import lidar, quality_report
-from selfsup.train.components import Components, monitor_subset
+from selfsup.train.components import Components, monitor_subset, workers
 
 
 @torch.no_grad()
@@ -102,8 +102,8 @@ def probe_run(c: Components, layer: str | None = None) -> dict:
     layer = resolve_layer(layer, c.model.layer_names)
     if int(torch.unique(data.train.y).numel()) < 2:  # nothing to tell apart: no probe, the run still ends
         return {"probe_layer": layer, "probes_skipped": "the training labels hold a single class"}
-    tr = embed(c.model, data.train.x, c.device, [layer])[layer]
-    te = embed(c.model, data.test.x, c.device, [layer])[layer]
+    tr = embed(c.model, data.train.x, c.device, [layer], workers=workers(c.cfg))[layer]
+    te = embed(c.model, data.test.x, c.device, [layer], workers=workers(c.cfg))[layer]
     y_tr, y_te = data.train.y.to(c.device), data.test.y.to(c.device)
     lin = linear_probe(tr, y_tr, te, y_te)
     k = min(KNN_K, len(tr))  # fewer training samples than k: every one of them votes

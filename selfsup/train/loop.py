@@ -134,6 +134,7 @@ def _train(c: Components, run: Run, console: Console, progress: bool) -> dict:
             record["epoch_time"] = time.perf_counter() - t0
             end_epoch(c, run, record, x_mon, writer)
             bar.console.print(_epoch_line(record, cfg.train.epochs))
+    feed.close()  # its worker processes are not needed for the final evaluation
     if writer is not None:
         writer.close()
     return final_summary(c, run.dir) if run.world.main else {}
@@ -289,8 +290,10 @@ def train_epoch(c: Components, run: Run, feed: Feed, y_train, bar: Progress) -> 
     record = {"epoch": epoch + 1, "step": run.step, "loss": mean, "lr": run.opt.param_groups[0]["lr"]}
     if run.probe is not None:
         record["online_probe_train_acc"] = int(distributed.sum_over_ranks(correct)) / (steps * bs)
-    if feed.skipped > skipped_before:  # samples that could not be decoded (the next one stood in)
-        record["unreadable_samples"] = feed.skipped - skipped_before
+    skipped = feed.skipped - skipped_before  # samples that could not be decoded (the next one stood in)
+    skipped = int(distributed.sum_over_ranks(torch.tensor(skipped, device=device)))
+    if skipped:
+        record["unreadable_samples"] = skipped
     return record
 
 
@@ -353,7 +356,8 @@ def end_epoch(c: Components, run: Run, record: dict, x_mon: torch.Tensor, writer
 @torch.no_grad()
 def _online_probe_test_acc(c: Components, run: Run) -> float:
     layer = resolve_layer("backbone", c.model.layer_names)
-    pred = run.probe(embed(c.model, c.data.test.x, c.device, [layer])[layer]).argmax(1).cpu()
+    z = embed(c.model, c.data.test.x, c.device, [layer], workers=workers(c.cfg))[layer]
+    pred = run.probe(z).argmax(1).cpu()
     return float((pred == c.data.test.y).float().mean())
 
 
