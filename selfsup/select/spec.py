@@ -108,6 +108,7 @@ class Selection(_Strict):
     tol: float = Field(0.01, ge=0, lt=1)  # threshold rule: runs within tol * |best| of the best score
     prefer: Literal["min", "max"] = "min"  # threshold rule: smallest or largest value of `key`
     key: str | None = None  # threshold rule: the hyper-parameter; default: the only swept key
+    exclude_unsafe: bool = True  # pick among runs without an unsafe-run flag (selfsup.select.flags)
 
 
 class SweepSpec(_Strict):

@@ -11,6 +11,7 @@ from rich.table import Table
 from selfsup.errors import SelfsupError, unknown_name
 from selfsup.select import selection as sel
 from selfsup.select import study as S
+from selfsup.select.flags import read_run_flags
 from selfsup.select.spec import Sweep, finite
 
 ACCURACIES = ("linear_acc", "knn_acc")
@@ -32,6 +33,11 @@ def summarize(
     finished = [slots.done[k] for k in sorted(slots.done)]  # sweep order = slot order
     counts = _counts(recs, slots, n)
     rows = [_trial_row(r) for r in finished]
+    for row in rows:  # unsafe-run flags (not converged, collapsed, rank inflation, N < K)
+        if row["state"] == "complete":
+            row["flags"] = read_run_flags(
+                row["run_dir"], sweep.objective.metric, sweep.objective.layer, spec.direction
+            )
     scores = [row["score"] for row in rows]
     pick, selection = _select(sweep, rows, scores, rule, tol, prefer, key)
     out: dict[str, Any] = {
@@ -116,18 +122,36 @@ def _select(
         if key not in sweep.keys:
             raise unknown_name("swept key", key, sweep.keys)
     values = [row["params"].get(key) for row in rows] if key else None
-    pick = sel.select(scores, values, rule=rule, tol=tol, prefer=prefer, direction=direction)
+    flagged = [i for i, row in enumerate(rows) if row.get("flags")]
+    safe = [None if i in flagged else s for i, s in enumerate(scores)]
+    compared = safe if sweep.spec.selection.exclude_unsafe and any(map(finite, safe)) else scores
+    pick = sel.select(compared, values, rule=rule, tol=tol, prefer=prefer, direction=direction)
     selection = {
         "rule": rule,
         "tol": tol if rule == "threshold" else None,
         "prefer": prefer if rule == "threshold" else None,
         "key": key if rule == "threshold" else None,
         "pick": _brief(rows[pick]) if pick is not None else None,
+        "excluded": _excluded(rows, flagged, compared is safe),
     }
     if rule == "threshold":
-        cands = sel.threshold_candidates(scores, tol, direction)
+        cands = sel.threshold_candidates(compared, tol, direction)
         selection["candidates"] = [rows[i]["trial"] for i in cands]
     return pick, selection
+
+
+def _excluded(rows: list[dict], flagged: list[int], applied: bool) -> dict[str, Any]:
+    """The flagged runs, how many per flag, and whether they were left out of the pick (not when the
+    sweep's selection.exclude_unsafe is off, nor when every run is flagged)."""
+    by_flag: dict[str, int] = {}
+    for i in flagged:
+        for f in rows[i]["flags"]:
+            by_flag[f] = by_flag.get(f, 0) + 1
+    return {
+        "trials": [rows[i]["trial"] for i in flagged],
+        "by_flag": by_flag,
+        "applied": applied and bool(flagged),
+    }
 
 
 def _agreement(rows: list[dict], scores: list, pick: int | None) -> tuple[dict, dict]:
@@ -193,6 +217,8 @@ def tables(summary: dict) -> list[Table]:
             note.append("oracle (linear)")
         if row["state"] == "failed":
             note.append(f"FAILED: {row.get('outcome')}")
+        if row.get("flags"):
+            note.append("unsafe: " + ", ".join(row["flags"]))
         t.add_row(
             str(row["slot"]),
             str(row["trial"]),
@@ -202,6 +228,15 @@ def tables(summary: dict) -> list[Table]:
             _fmt(row.get("knn_acc"), True),
             ", ".join(note),
         )
+    excluded = summary["selection"].get("excluded") or {}
+    if excluded.get("trials"):
+        flags = ", ".join(f"{n} {f}" for f, n in excluded["by_flag"].items())
+        how = (
+            "left out of the pick"
+            if excluded["applied"]
+            else "NOT left out (every run is flagged, or exclude_unsafe is off)"
+        )
+        t.caption = f"{len(excluded['trials'])} run(s) flagged unsafe ({flags}): {how}"
     out = [t]
     if summary.get("agreement"):
         a = Table(title="label-free pick vs labels (labels are never used to select)")

@@ -1,0 +1,83 @@
+"""Runs whose label-free score should not be compared with the others': the unsafe-run flags.
+
+A sweep compares runs by one label-free score at the end of training. That comparison misleads when a run
+
+``not converged``
+    is still learning: its loss fell by more than :data:`CONVERGED_SHARE` (10 %) of its whole decrease
+    over the last fifth of the epochs (at least the last one);
+``collapsed``
+    has collapsed: its final backbone RankMe is below :data:`COLLAPSE_RANKME` (2), all samples on about
+    one direction;
+``rank inflation``
+    is still in the early rank-inflation phase: the objective's per-epoch history has its worst value
+    (the lowest, for a score to maximise) at the last monitored epoch, i.e. it is still falling from its
+    value at initialisation, where a high RankMe says nothing of the representation (the phase
+    ``selfsup select-epoch`` leaves out);
+``N < K``
+    had fewer monitor samples than embedding dimensions at the objective's layer: rank metrics are then
+    capped at N.
+
+The pick is made among the runs without a flag (ties, as always, to the first in sweep order); when every
+run is flagged, among all of them, and the summary says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from selfsup.errors import SelfsupError
+from selfsup.methods import resolve_layer
+from selfsup.select.epochs import early_phase
+
+CONVERGED_SHARE = 0.10
+COLLAPSE_RANKME = 2.0
+
+
+def _finite(values: list) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def not_converged(losses: list[float]) -> bool:
+    """The loss fell by more than :data:`CONVERGED_SHARE` of its total decrease over the last fifth of the
+    epochs."""
+    losses = _finite(losses)
+    if len(losses) < 3 or losses[0] <= losses[-1]:
+        return False
+    tail = max(1, len(losses) // 5)
+    return losses[-1 - tail] - losses[-1] > CONVERGED_SHARE * (losses[0] - losses[-1])
+
+
+def run_flags(history: list[dict], summary: dict, metric: str, layer: str, direction: str) -> list[str]:
+    """The flags of one run from its ``metrics.jsonl`` rows and ``summary.json`` (see the module doc)."""
+    flags = []
+    if not_converged([r.get("loss") for r in history]):
+        flags.append("not converged")
+    rankme = summary.get("rankme_backbone")
+    if isinstance(rankme, (int, float)) and rankme < COLLAPSE_RANKME:
+        flags.append("collapsed")
+    scores = _finite([r.get(f"{layer}/{metric}") for r in history if f"{layer}/{metric}" in r])
+    if len(scores) >= 2 and early_phase(scores, direction) == len(scores) - 1:
+        flags.append("rank inflation")
+    layers = summary.get("layers") or {}
+    try:
+        report = layers[resolve_layer(layer, list(layers))] if layers else {}
+    except SelfsupError:  # a layer the run did not report
+        report = {}
+    if isinstance(report.get("n"), int) and isinstance(report.get("k"), int) and report["n"] < report["k"]:
+        flags.append("N < K")
+    return flags
+
+
+def read_run_flags(run_dir: str | Path | None, metric: str, layer: str, direction: str) -> list[str] | None:
+    """:func:`run_flags` of a run directory; None when its files cannot be read (the run is then not
+    flagged: nothing is known against it)."""
+    if not run_dir:
+        return None
+    try:
+        rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return run_flags(rows, summary, metric, layer, direction)
