@@ -1,6 +1,7 @@
 """Unsafe-run flags: each on a small synthetic history, and the pick made among the safe runs."""
 
 import json
+from pathlib import Path
 
 import pytest
 from test_select import BASE, _rec
@@ -73,7 +74,7 @@ def test_the_pick_is_made_among_safe_runs_and_says_what_it_left_out(tmp_path):
         for i, (v, s, acc) in enumerate([(0.1, 33.0, 0.80), (1.0, 30.0, 0.90), (10.0, 30.0, 0.92)])
     ]
     for r, d in zip(recs, dirs, strict=True):
-        r.run_dir = d
+        r.run_dir = str(Path(d).relative_to(tmp_path))  # as a sweep records it: relative to its folder
     s = summarize(sweep, recs)
     assert s["trials"][0]["flags"] == ["rank inflation"]
     assert s["selection"]["pick"]["trial"] == 1  # tie 30 = 30 among the safe runs: the first in order

@@ -34,10 +34,10 @@ def summarize(
     counts = _counts(recs, slots, n)
     rows = [_trial_row(r) for r in finished]
     for row in rows:  # unsafe-run flags (not converged, collapsed, rank inflation, N < K)
-        if row["state"] == "complete":
-            row["flags"] = read_run_flags(
-                row["run_dir"], sweep.objective.metric, sweep.objective.layer, spec.direction
-            )
+        if row["state"] == "complete" and row["run_dir"]:
+            run_dir = Path(sweep.sweep_dir) / row["run_dir"]  # relative to the sweep (absolute stays)
+            obj = sweep.objective
+            row["flags"] = read_run_flags(run_dir, obj.metric, obj.layer, spec.direction)
     scores = [row["score"] for row in rows]
     pick, selection = _select(sweep, rows, scores, rule, tol, prefer, key)
     out: dict[str, Any] = {
