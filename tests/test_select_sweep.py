@@ -21,15 +21,15 @@ runner = CliRunner()
 GRID = [0.1, 1.0, 10.0]
 
 
-def tiny_sweep(tmp_path, name, **over):
-    """A 3-trial grid over VICReg's covariance weight on digits with a 64-64 MLP, 1 epoch per trial."""
+def tiny_sweep(tmp_path, name, epochs=1, **over):
+    """A 3-trial grid over VICReg's covariance weight on digits with a 64-64 MLP, `epochs` per trial."""
     data = {
         "name": name,
         "out_dir": str(tmp_path / "sweeps"),
         "base": {
             "data": {"dataset": "digits", "monitor_size": 256},
             "model": {"backbone": "mlp", "backbone_args": {"hidden": "64-64"}, "projector": "64-64"},
-            "train": {"batch_size": 128, "lidar_samples": 0, "epochs": 1},
+            "train": {"batch_size": 128, "lidar_samples": 0, "epochs": epochs},
         },
         "space": {"method.params.cov_coeff": {"type": "grid", "values": GRID}},
         "workers": 2,
@@ -71,7 +71,9 @@ def _complete(storage_url, name):
 @pytest.mark.slow
 def test_sweep_killed_then_resumed_finishes_exactly_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = tiny_sweep(tmp_path, "kill")
+    # trials long enough that the third cannot finish between the first's end and the kill (with 1-epoch
+    # trials all three sometimes finished before the poll below saw the first)
+    path = tiny_sweep(tmp_path, "kill", epochs=20)
     sweep_dir = tmp_path / "sweeps" / "kill"
     url = f"sqlite:///{sweep_dir / 'study.db'}"
     cmd = [sys.executable, "-m", "selfsup.cli", "sweep", "--quiet", "--config", str(path)]
