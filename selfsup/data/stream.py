@@ -27,9 +27,11 @@ from selfsup.errors import SelfsupError
 MAX_MEMORY_MB = 1024
 
 
-def default_workers() -> int:
-    """DataLoader worker processes when ``data.workers`` is not set: the CPU cores shared among this
-    machine's training processes (torchrun's ``LOCAL_WORLD_SIZE``), at least 1 and at most 8 each."""
+def worker_count(workers: int | None = None) -> int:
+    """DataLoader worker processes: ``workers`` when given (``data.workers``), else the CPU cores shared
+    among this machine's training processes (torchrun's ``LOCAL_WORLD_SIZE``), at least 1, at most 8."""
+    if workers is not None:
+        return workers
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
     return max(1, min(8, (os.cpu_count() or 1) // max(local, 1)))
 
@@ -39,6 +41,13 @@ def as_float(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.uint8:
         return x.float().div_(255.0)
     return x if x.dtype == torch.float32 else x.float()
+
+
+def _loader(source: Source, device: torch.device, workers: int, **options) -> DataLoader:
+    """A DataLoader over ``source``: pinned batches for CUDA, and a generator of its own, so seeding its
+    workers leaves the global RNG (the one the views draw from) alone."""
+    pin = device.type == "cuda"
+    return DataLoader(source, num_workers=workers, pin_memory=pin, generator=torch.Generator(), **options)
 
 
 def take(x: torch.Tensor | Source, idx: torch.Tensor) -> torch.Tensor:
@@ -83,15 +92,8 @@ class Feed:
         self.skipped = 0
         self.loader = None
         if not isinstance(x, torch.Tensor):
-            self.loader = DataLoader(
-                x,
-                batch_sampler=batches,
-                num_workers=workers,
-                pin_memory=device.type == "cuda",
-                persistent_workers=workers > 0,
-                prefetch_factor=4 if workers > 0 else None,
-                generator=torch.Generator(),  # its worker seeds leave the global RNG (the views') alone
-            )
+            more = {"persistent_workers": True, "prefetch_factor": 4} if workers > 0 else {}
+            self.loader = _loader(x, device, workers, batch_sampler=batches, **more)
 
     def close(self) -> None:
         """Stop the worker processes (and drop their prefetched batches)."""
@@ -115,14 +117,7 @@ def sequential(x, batch_size: int, device: torch.device, workers: int) -> Iterat
         for i in range(0, len(x), batch_size):
             yield as_float(x[i : i + batch_size].to(device))
         return
-    loader = DataLoader(
-        x,
-        batch_size=batch_size,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator(),
-    )
-    for images, _ in guarded(loader):
+    for images, _ in guarded(_loader(x, device, workers, batch_size=batch_size)):
         yield as_float(images.to(device, non_blocking=True))
 
 
@@ -152,9 +147,7 @@ def materialize(source: Source, workers: int, what: str = "samples") -> tuple[to
     out = None
     skipped, at = 0, 0
     batch = 256
-    loader = DataLoader(
-        source, batch_size=batch, num_workers=workers if n > 4 * batch else 0, generator=torch.Generator()
-    )
+    loader = _loader(source, torch.device("cpu"), workers if n > 4 * batch else 0, batch_size=batch)
     for images, ok in track(guarded(loader), f"reading {what}", transient=True, disable=n < 5000):
         if out is None:
             out = torch.empty((n, *images.shape[1:]), dtype=images.dtype)
@@ -183,7 +176,7 @@ def place(
     splits.info["streamed"] = bool(stream and parts)
     if stream or not parts:
         return splits
-    workers = default_workers() if workers is None else workers
+    workers = worker_count(workers)
     unreadable = 0
     for p in parts:
         p.x, skipped = materialize(p.x, workers)

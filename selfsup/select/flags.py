@@ -24,25 +24,21 @@ run is flagged, among all of them, and the summary says so.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from selfsup.errors import SelfsupError
 from selfsup.methods import resolve_layer
 from selfsup.select.epochs import early_phase
+from selfsup.select.spec import finite
 
 CONVERGED_SHARE = 0.10
 COLLAPSE_RANKME = 2.0
 
 
-def _finite(values: list) -> list[float]:
-    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-
-
 def not_converged(losses: list[float]) -> bool:
     """The loss fell by more than :data:`CONVERGED_SHARE` of its total decrease over the last fifth of the
     epochs."""
-    losses = _finite(losses)
+    losses = [float(v) for v in losses if finite(v)]
     if len(losses) < 3 or losses[0] <= losses[-1]:
         return False
     tail = max(1, len(losses) // 5)
@@ -57,7 +53,7 @@ def run_flags(history: list[dict], summary: dict, metric: str, layer: str, direc
     rankme = summary.get("rankme_backbone")
     if isinstance(rankme, (int, float)) and rankme < COLLAPSE_RANKME:
         flags.append("collapsed")
-    scores = _finite([r.get(f"{layer}/{metric}") for r in history if f"{layer}/{metric}" in r])
+    scores = [float(r[f"{layer}/{metric}"]) for r in history if finite(r.get(f"{layer}/{metric}"))]
     if len(scores) >= 2 and early_phase(scores, direction) == len(scores) - 1:
         flags.append("rank inflation")
     layers = summary.get("layers") or {}

@@ -11,7 +11,7 @@ from torch import nn
 
 from selfsup import config as C
 from selfsup.data import DataSplits, load_dataset, monitor_indices
-from selfsup.data.stream import default_workers, take
+from selfsup.data.stream import take, worker_count
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import SSLModel, get_method
 from selfsup.models import build_backbone
@@ -120,7 +120,7 @@ def load_data(cfg: C.RunConfig, spec: str | None = None, load_args: dict | None 
 
 def workers(cfg: C.RunConfig) -> int:
     """DataLoader worker processes for streamed data (``data.workers``, else one per core, at most 8)."""
-    return default_workers() if cfg.data.workers is None else cfg.data.workers
+    return worker_count(cfg.data.workers)
 
 
 def check_batch_size(cfg: C.RunConfig, data: DataSplits) -> None:

@@ -9,7 +9,7 @@ import torch
 
 from selfsup.criteria import lejepa_mix, lejepa_terms
 from selfsup.data.sources import Source
-from selfsup.data.stream import as_float, default_workers, sequential
+from selfsup.data.stream import as_float, sequential, worker_count
 from selfsup.methods import SSLModel, resolve_layer
 from selfsup.probes import knn_probe, linear_probe
 from selfsup.quality import lidar, quality_report
@@ -30,8 +30,7 @@ def embed(
     was_training = model.training
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
-    workers = default_workers() if workers is None else workers
-    for batch in sequential(x, batch_size, device, workers):
+    for batch in sequential(x, batch_size, device, worker_count(workers)):
         for k, v in model.embed_layers(batch, layers).items():
             chunks.setdefault(k, []).append(v.float())
     model.train(was_training)
