@@ -23,6 +23,9 @@ class ArrayDataset:
 
     x: torch.Tensor | Source
     y: torch.Tensor | None = None
+    #: Generated data's per-sample factors (objects3d: instance, quaternion, hue ...), each a tensor with
+    #: one row per sample; None for data without recorded factors.
+    factors: dict[str, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, (torch.Tensor, Source)):
@@ -43,6 +46,9 @@ class ArrayDataset:
                     f"labels must be a vector with one entry per sample: x has {len(self)} samples, "
                     f"y has shape {tuple(self.y.shape)}."
                 )
+        for name, values in (self.factors or {}).items():
+            if not isinstance(values, torch.Tensor) or values.shape[:1] != (len(self),):
+                raise ShapeError(f"factor '{name}' must be a tensor with one row per sample ({len(self)}).")
 
     def __len__(self) -> int:
         return len(self.x)
