@@ -1,6 +1,6 @@
 """Dataset registry: a spec string -> :class:`DataSplits`.
 
-Specs: a registered name (``mnist1d``, ``digits``) or a prefix with a path (``folder:PATH``,
+Specs: a registered name (``mnist1d``, ``digits``, ``objects3d``) or a prefix with a path (``folder:PATH``,
 ``arrays:PATH``). Datasets of other subpackages or packages (``pde:PATH``, ``pde-gen:EQUATION``) come in
 through the ``selfsup.datasets`` entry points (:mod:`selfsup.plugins`); :func:`register_dataset` adds one
 at run time.
@@ -15,6 +15,7 @@ from selfsup.data.builtin import load_digits, load_mnist1d
 from selfsup.data.core import MODALITIES, DataSplits
 from selfsup.data.files import load_arrays, load_image_folder
 from selfsup.data.formats import load_cifar10, load_cifar100, load_hf, load_stl10
+from selfsup.data.objects3d import load_objects3d
 from selfsup.data.stream import MAX_MEMORY_MB, place
 from selfsup.errors import ConfigError, SelfsupError, unknown_name
 from selfsup.options import check_options
@@ -59,6 +60,20 @@ DATASETS: dict[str, DatasetEntry] = {
             sample_shape=(1, 8, 8),
             num_classes=10,
             default_views="small-image",
+        ),
+        DatasetEntry(
+            "objects3d",
+            load_objects3d,
+            "image",
+            "procedural 3-D objects rendered locally and cached (an offline 3DIEBench): 10 classes (of 12) x "
+            "50 instances x 40 views, random rotation, hue, background and light per view, all recorded as "
+            "factors; split by instance (20% to test); image_size= 32 or 64, classes=, instances=, views=, "
+            "test_fraction=, factors=, data_seed=.",
+            train_size=16000,
+            test_size=4000,
+            sample_shape=(3, 32, 32),
+            num_classes=10,
+            default_views="pairs",
         ),
         DatasetEntry(
             "folder",
