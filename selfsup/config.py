@@ -38,7 +38,10 @@ class ModelConfig(_Section):
     backbone: str = "conv1d"
     backbone_args: dict[str, Any] = Field(default_factory=dict)
     projector: str | None = "1024-1024"  # Linear-BN-ReLU spec; null -> the method's paper default
-    predictor: str | None = None  # BYOL / SimSiam only; None -> the method's default
+    predictor: str | None = (
+        None  # BYOL / SimSiam: its MLP; SIE: the hypernetwork's hidden widths ("": linear)
+    )
+    equivariant_dim: int | None = Field(None, ge=1)  # SIE: last dims of the backbone output; None -> half
     head_batch_norm: bool = True  # BatchNorm between the head layers (the papers' heads)
     sync_bn: bool | None = None  # SyncBatchNorm across processes; None -> on with CUDA and 2+ processes
 

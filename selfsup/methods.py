@@ -20,7 +20,16 @@ from torch import nn
 
 from selfsup import criteria
 from selfsup.errors import ConfigError, SelfsupError, unknown_name
-from selfsup.models import Backbone, build_mlp, head_layer_outputs, head_output_dim
+from selfsup.models import (
+    Backbone,
+    ConcatPredictor,
+    HyperPredictor,
+    SplitHead,
+    build_mlp,
+    head_depth,
+    head_layer_outputs,
+    head_output_dim,
+)
 from selfsup.options import check_options
 
 
@@ -28,7 +37,7 @@ from selfsup.options import check_options
 class MethodRecipe:
     name: str
     criterion: Callable[..., torch.Tensor]
-    kind: str  # "pair" (symmetric loss of two embeddings), "byol", "simsiam", "diet" or "lejepa"
+    kind: str  # "pair" (symmetric loss of two embeddings), "byol", "simsiam", "diet", "lejepa", "sie", "equi"
     projector: str
     paper: str
     params: dict = field(default_factory=dict)  # criterion keyword defaults (paper values)
@@ -142,8 +151,30 @@ METHODS: dict[str, MethodRecipe] = {
             "0.05, 1024 directions; 2 global + 6 local views; authors' MINIMAL.md: 2048-2048 MLP, AdamW)",
             {"lambd": 0.05},
         ),
+        MethodRecipe(
+            "sie",
+            criteria.sie_loss,
+            "sie",
+            "2048-2048-2048",
+            "Garrido, Najman & LeCun 2023, arXiv 2302.02964 (split invariant | equivariant halves, "
+            "hypernetwork predictor; public config: sim 10, equivariant 0.45 x sim, std 10 (+ on the "
+            "predictor), cov 1)",
+        ),
+        MethodRecipe(
+            "sie-nosplit",
+            criteria.sie_loss,
+            "equi",
+            "2048-2048-2048",
+            "SIE's baseline without a split: every dimension equivariant, predictor an MLP of [z, t] "
+            "(EquiMod-style, Devillers & Lefort 2023); SIE's loss without the invariance term, the "
+            "prediction term at full weight (public code, SIEOnlyEqui)",
+            {"equi_factor": 1.0},
+        ),
     ]
 }
+
+#: Methods whose loss needs the transformation between the views (the ``pairs`` views give it).
+TRANSFORM_KINDS = ("sie", "equi")
 
 #: Run-level label-free numbers a method records on the monitor subset (``metrics.jsonl``, ``summary.json``)
 #: besides the per-layer quality metrics; a sweep may optimise them (``objective: {metric: lejepa_loss}``).
@@ -181,6 +212,8 @@ _DUMMY_INPUTS: dict[str, Callable] = {
     "simsiam": _two_embeddings,
     "diet": lambda g: (torch.randn(4, 4, generator=g), torch.arange(4)),
     "lejepa": lambda g: (torch.randn(2, 4, 3, generator=g), 2),
+    "sie": lambda g: (*_two_embeddings(g), torch.randn(4, 2, generator=g), 1),
+    "equi": lambda g: (*_two_embeddings(g), torch.randn(4, 2, generator=g), 1),
 }
 
 
@@ -205,14 +238,14 @@ def ema_momentum(base: float, step: int, total_steps: int) -> float:
 # How each kind of method turns the backbone features of the views into a loss. Each returns a scalar.
 
 
-def _symmetric_pairs(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
+def _symmetric_pairs(m: SSLModel, feats: list[torch.Tensor], views, index, transform) -> torch.Tensor:
     """``criterion(z_i, z_j)`` of the projected views, averaged over the unordered pairs of views."""
     z = [m.projector(h) for h in feats]
     pairs = list(itertools.combinations(range(len(z)), 2))
     return sum(m.recipe.criterion(z[i], z[j], **m.criterion_options) for i, j in pairs) / len(pairs)
 
 
-def _predict_target(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
+def _predict_target(m: SSLModel, feats: list[torch.Tensor], views, index, transform) -> torch.Tensor:
     """``criterion(p_i, z_j)``: the predictor's output of view i against the (stop-gradient) target
     projection of view j: the EMA target network's for BYOL, the online one's for SimSiam. Both
     directions of every pair are summed, as BYOL's symmetrised loss ``L + L~`` (Grill et al. 2020, eq. 2),
@@ -227,7 +260,7 @@ def _predict_target(m: SSLModel, feats: list[torch.Tensor], views, index) -> tor
     return sum(m.recipe.criterion(preds[i], z[j], **m.criterion_options) for i, j in pairs) / n_unordered
 
 
-def _global_local(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
+def _global_local(m: SSLModel, feats: list[torch.Tensor], views, index, transform) -> torch.Tensor:
     """LeJEPA: the criterion of the stacked projections of all views (V, N, K), the first ``n_global``
     global; SIGReg's directions are seeded with the model's step counter (the same on every process)."""
     z = torch.stack([m.projector(h) for h in feats])
@@ -237,9 +270,18 @@ def _global_local(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch
     return m.recipe.criterion(z, m.n_global, seed=seed, **m.criterion_options)
 
 
-def _instance_classes(m: SSLModel, feats: list[torch.Tensor], views, index) -> torch.Tensor:
+def _instance_classes(m: SSLModel, feats: list[torch.Tensor], views, index, transform) -> torch.Tensor:
     """DIET: every view is classified into its sample's index by a linear head; averaged over the views."""
     return sum(m.recipe.criterion(m.diet_head(h), index, **m.criterion_options) for h in feats) / len(feats)
+
+
+def _predict_transformed(m: SSLModel, feats: list[torch.Tensor], views, index, transform) -> torch.Tensor:
+    """SIE and its no-split baseline: the predictor maps view 1's equivariant embedding and the
+    transformation ``t`` to view 2's (one direction, as the public code); the first ``n_inv`` embedding
+    dimensions (0 without a split) are invariant."""
+    z1, z2 = m.projector(feats[0]), m.projector(feats[1])
+    pred = m.predictor(z1[:, m.n_inv :], transform)
+    return m.recipe.criterion(z1, z2, pred, m.n_inv, **m.criterion_options)
 
 
 PAIRINGS = {
@@ -248,7 +290,33 @@ PAIRINGS = {
     "simsiam": _predict_target,
     "diet": _instance_classes,
     "lejepa": _global_local,
+    "sie": _predict_transformed,
+    "equi": _predict_transformed,
 }
+
+
+def _equivariant_dim(eq_dim: int | None, out_dim: int) -> int:
+    """SIE's equivariant share of the representation: ``model.equivariant_dim``, default half (paper)."""
+    eq_dim = out_dim // 2 if eq_dim is None else eq_dim
+    if not 1 <= eq_dim < out_dim:
+        raise ConfigError(
+            f"model.equivariant_dim={eq_dim} must leave both parts non-empty: 1 to {out_dim - 1} of the "
+            f"backbone's {out_dim} dimensions (default half)"
+        )
+    return eq_dim
+
+
+def _transform_predictor(recipe: MethodRecipe, dim: int, t_identity, hidden: str | None) -> nn.Module:
+    """SIE's hypernetwork predictor, or the no-split baseline's MLP of ``[z, t]``, for ``dim``-wide
+    embeddings."""
+    if t_identity is None:
+        raise ConfigError(
+            f"method '{recipe.name}' needs the transformation between its two views: use data.views=pairs on "
+            "a dataset that records it (data.dataset=objects3d)"
+        )
+    if recipe.kind == "sie":
+        return HyperPredictor(dim, t_identity, hidden or "")
+    return ConcatPredictor(dim, len(t_identity), hidden or "")
 
 
 class SSLModel(nn.Module):
@@ -265,6 +333,8 @@ class SSLModel(nn.Module):
         ema_base: float | None = None,
         n_global: int = 2,
         head_batch_norm: bool = True,
+        transform_identity: torch.Tensor | None = None,
+        equivariant_dim: int | None = None,
     ):
         super().__init__()
         check_method_params(recipe, params or {})
@@ -273,9 +343,19 @@ class SSLModel(nn.Module):
         self.pairing = PAIRINGS[recipe.kind]
         self.backbone = backbone
         spec = recipe.projector if projector is None else projector
-        self.projector = build_mlp(backbone.out_dim, spec, batch_norm=head_batch_norm)
+        self.n_inv = 0  # SIE: the invariant width of the embedding
+        if recipe.kind == "sie":
+            eq_dim = _equivariant_dim(equivariant_dim, backbone.out_dim)
+            self.projector = SplitHead(backbone.out_dim, eq_dim, spec, batch_norm=head_batch_norm)
+            self.n_inv = self.projector.inv_out
+        else:
+            self.projector = build_mlp(backbone.out_dim, spec, batch_norm=head_batch_norm)
         proj_dim = head_output_dim(self.projector, backbone.out_dim)
         self.predictor = None
+        if recipe.kind in TRANSFORM_KINDS:
+            self.predictor = _transform_predictor(
+                recipe, proj_dim - self.n_inv, transform_identity, predictor
+            )
         if recipe.kind in ("byol", "simsiam"):
             spec = predictor or recipe.predictor
             self.predictor = build_mlp(proj_dim, spec, last_bias=True, batch_norm=head_batch_norm)
@@ -309,17 +389,22 @@ class SSLModel(nn.Module):
             return {**self.params, "gather_distributed": True}
         return self.params
 
-    def forward(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], index: torch.Tensor, transform: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The method's loss (:meth:`loss`), as ``forward`` so that DistributedDataParallel can wrap it."""
-        return self.loss(views, index)
+        return self.loss(views, index, transform)
 
-    def loss(self, views: list[torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (loss, detached backbone features of the first view) for one batch of views."""
+    def loss(
+        self, views: list[torch.Tensor], index: torch.Tensor, transform: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (loss, detached backbone features of the first view) for one batch of views
+        (``transform``: the transformations between the views, for SIE; :mod:`selfsup.views.pairs`)."""
         if self.recipe.kind == "lejepa":  # one forward of all views, as the authors' code
             feats = list(self.backbone(torch.cat(views)).chunk(len(views)))
         else:
             feats = [self.backbone(v) for v in views]
-        return self.pairing(self, feats, views, index), feats[0].detach()
+        return self.pairing(self, feats, views, index, transform), feats[0].detach()
 
     @torch.no_grad()
     def update_target(self, step: int, total_steps: int) -> None:
@@ -340,8 +425,7 @@ class SSLModel(nn.Module):
     @property
     def layer_names(self) -> list[str]:
         """Backbone named layers, then one name per projector block (``proj1``, ``proj2`` ...)."""
-        n_proj = sum(isinstance(m, nn.Linear) for m in self.projector.modules())
-        return list(self.backbone.layer_names) + [f"proj{i + 1}" for i in range(n_proj)]
+        return list(self.backbone.layer_names) + [f"proj{i + 1}" for i in range(head_depth(self.projector))]
 
     @torch.no_grad()
     def embed_layers(self, x: torch.Tensor, layers: list[str] | None = None) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from selfsup.criteria.barlow import barlow_twins_loss
 from selfsup.criteria.byol import byol_loss
 from selfsup.criteria.contrastive import dcl_loss, simclr_loss, spectral_contrastive_loss
 from selfsup.criteria.diet import diet_loss
+from selfsup.criteria.sie import sie_loss
 from selfsup.criteria.sigreg import lejepa_loss, lejepa_mix, lejepa_terms, sigreg_loss
 from selfsup.criteria.vicreg import duality_criteria, vicreg_ctr_loss, vicreg_exp_loss, vicreg_loss
 
@@ -28,6 +29,7 @@ __all__ = [
     "lejepa_loss",
     "lejepa_mix",
     "lejepa_terms",
+    "sie_loss",
     "sigreg_loss",
     "simclr_loss",
     "spectral_contrastive_loss",

@@ -15,7 +15,8 @@ from selfsup.models.backbones import (
     check_backbone_options,
     get_backbone,
 )
-from selfsup.models.heads import build_mlp, head_layer_outputs, head_output_dim, parse_spec
+from selfsup.models.equivariant import ConcatPredictor, HyperPredictor, SplitHead
+from selfsup.models.heads import build_mlp, head_depth, head_layer_outputs, head_output_dim, parse_spec
 
 __all__ = [
     "BACKBONES",
@@ -32,6 +33,10 @@ __all__ = [
     "check_backbone_options",
     "get_backbone",
     "build_mlp",
+    "ConcatPredictor",
+    "HyperPredictor",
+    "SplitHead",
+    "head_depth",
     "head_layer_outputs",
     "head_output_dim",
     "parse_spec",

@@ -11,7 +11,7 @@ from torch import nn
 
 from selfsup.errors import ConfigError
 
-__all__ = ["build_mlp", "head_layer_outputs", "head_output_dim", "parse_spec"]
+__all__ = ["build_mlp", "head_depth", "head_layer_outputs", "head_output_dim", "parse_spec"]
 
 # Modules after which a projector "block" ends (its output is one evaluable layer).
 _ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.Tanh, nn.ELU)
@@ -74,7 +74,10 @@ def build_mlp(
 
 
 def head_output_dim(head: nn.Module, in_dim: int) -> int:
-    """Output width of a head built by :func:`build_mlp` (``in_dim`` for an identity head)."""
+    """Output width of a head built by :func:`build_mlp` (``in_dim`` for an identity head), or its
+    ``out_dim`` (a head of several parts)."""
+    if hasattr(head, "out_dim"):
+        return head.out_dim
     out = in_dim
     for module in head.modules():
         if isinstance(module, nn.Linear):
@@ -92,6 +95,8 @@ def head_layer_outputs(head: nn.Module, x: torch.Tensor) -> dict[str, torch.Tens
     """
     if isinstance(head, nn.Identity):
         return {}
+    if hasattr(head, "layer_outputs"):  # a head of several parts (SIE's SplitHead) knows its blocks
+        return head.layer_outputs(x)
     if not isinstance(head, nn.Sequential):
         return {"proj1": head(x)}
     outputs: dict[str, torch.Tensor] = {}
@@ -102,3 +107,10 @@ def head_layer_outputs(head: nn.Module, x: torch.Tensor) -> dict[str, torch.Tens
         if isinstance(module, _ACTIVATIONS) or i == len(modules) - 1:
             outputs[f"proj{len(outputs) + 1}"] = h
     return outputs
+
+
+def head_depth(head: nn.Module) -> int:
+    """The number of blocks :func:`head_layer_outputs` returns (a part-wise head's ``depth``)."""
+    if hasattr(head, "depth"):
+        return head.depth
+    return sum(isinstance(m, nn.Linear) for m in head.modules())

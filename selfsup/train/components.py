@@ -11,14 +11,14 @@ from torch import nn
 
 from selfsup import config as C
 from selfsup.data import DataSplits, load_dataset, monitor_indices
-from selfsup.data.stream import take, worker_count
+from selfsup.data.stream import as_float, take, worker_count
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import SSLModel, get_method
 from selfsup.models import build_backbone
 from selfsup.train import checkpoint as ckpt
 from selfsup.train import distributed
 from selfsup.train.rundir import check_checkpoint_config, read_run_config
-from selfsup.views import build_view_set, default_recipe
+from selfsup.views import TransformPairs, build_pair_views, build_view_set, default_recipe, get_view_recipe
 
 
 def pick_device(name: str) -> torch.device:
@@ -75,7 +75,7 @@ class Components:
     cfg: C.RunConfig
     data: DataSplits
     model: SSLModel
-    views: nn.ModuleList  # one augmentation module per view (asymmetric recipes differ per view)
+    views: nn.Module  # one augmentation module per view (a ModuleList), or TransformPairs (views.pairs)
     device: torch.device
 
 
@@ -83,6 +83,7 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
     """Data (loaded unless given), model and views of a run config, on its device."""
     device = distributed.process_device(pick_device(cfg.train.device))
     data = data or load_data(cfg)
+    views = build_views_of(cfg, data).to(device)
     backbone = build_backbone(cfg.model.backbone, data.sample_shape, **cfg.model.backbone_args)
     model = SSLModel(
         get_method(cfg.method.name),
@@ -94,14 +95,27 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
         ema_base=cfg.method.ema_base,
         n_global=cfg.data.n_views - cfg.data.local_views,
         head_batch_norm=cfg.model.head_batch_norm,
+        transform_identity=views.identity() if isinstance(views, TransformPairs) else None,
+        equivariant_dim=cfg.model.equivariant_dim,
     ).to(device)
+    return Components(cfg, data, model, views, device)
+
+
+def build_views_of(cfg: C.RunConfig, data: DataSplits) -> nn.Module:
+    """The run's views: one augmentation module per view, or the ``pairs`` of a dataset with factors."""
     recipe = cfg.data.views or data.info.get("default_views") or default_recipe(data.sample_shape)
     view_args = dict(cfg.data.view_args)
     if recipe == data.info.get("default_views"):  # e.g. the PDE datasets fill in view_args.equation
         view_args = {**data.info.get("view_args", {}), **view_args}
+    if get_view_recipe(recipe).paired:
+        if cfg.method.name == "lejepa":
+            raise ConfigError(
+                f"method 'lejepa' needs global and local crops; view recipe '{recipe}' gives pairs"
+            )
+        d = cfg.data
+        return build_pair_views(recipe, data.train, as_float, d.n_views, d.local_views, **view_args)
     local = (cfg.data.local_views, cfg.data.local_view_args)
-    views = build_view_set(recipe, data.sample_shape, cfg.data.n_views, *local, **view_args).to(device)
-    return Components(cfg, data, model, views, device)
+    return build_view_set(recipe, data.sample_shape, cfg.data.n_views, *local, **view_args)
 
 
 def load_data(cfg: C.RunConfig, spec: str | None = None, load_args: dict | None = None) -> DataSplits:

@@ -172,9 +172,9 @@ def check_global_batch(batch_size: int) -> None:
         )
 
 
-def check_views(views: nn.ModuleList) -> None:
+def check_views(views: nn.Module) -> None:
     """Views that can share a batch between processes exactly (the kornia backend draws its own numbers)."""
-    if any(getattr(v, "backend", "torch") == "kornia" for v in views):
+    if any(getattr(v, "backend", "torch") == "kornia" for v in views.modules()):
         raise collective(
             ConfigError(
                 "the kornia view backend cannot share a batch between processes exactly; use "

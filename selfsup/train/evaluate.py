@@ -8,12 +8,14 @@ from pathlib import Path
 import torch
 
 from selfsup.criteria import lejepa_mix, lejepa_terms
+from selfsup.data import monitor_indices
 from selfsup.data.sources import Source
 from selfsup.data.stream import as_float, sequential, worker_count
 from selfsup.methods import SSLModel, resolve_layer
 from selfsup.probes import knn_probe, linear_probe
 from selfsup.quality import lidar, quality_report
 from selfsup.train.components import Components, monitor_subset, workers
+from selfsup.views import TransformPairs
 
 
 @torch.no_grad()
@@ -51,15 +53,26 @@ def monitor(c: Components, x_mon: torch.Tensor, n_lidar: int) -> dict[str, float
         rep = quality_report(feats[layer])
         result.update({f"{tag}/{k}": v for k, v in rep.items() if isinstance(v, (int, float))})
     if n_lidar:
-        xs = as_float(x_mon[:n_lidar].to(c.device))
         was_training = c.model.training
         c.model.eval()
-        views = torch.stack([c.model.backbone(view(xs)) for view in c.views], 1)
+        views = torch.stack([c.model.backbone(v) for v in _lidar_views(c, x_mon, n_lidar)], 1)
         c.model.train(was_training)
-        result["backbone/lidar"] = float(lidar(views.float(), c.cfg.data.n_views))
+        result["backbone/lidar"] = float(lidar(views.float(), views.shape[1]))
     if c.model.recipe.kind == "lejepa":
         result.update(lejepa_monitor(c, x_mon))
     return result
+
+
+def _lidar_views(c: Components, x_mon: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """The views LiDAR's classes are made of, for the first ``n`` monitor samples: the run's augmentations,
+    or, for the ``pairs`` views, each sample and another render of its object."""
+    if isinstance(c.views, TransformPairs):
+        n_train = len(c.data.train)
+        idx = monitor_indices(n_train, min(c.cfg.data.monitor_size, n_train), c.cfg.train.seed)[:n]
+        idx = idx.to(c.views.order.device)
+        return [as_float(c.views.images[idx]), as_float(c.views.images[c.views.partners(idx)])]
+    xs = as_float(x_mon[:n].to(c.device))
+    return [view(xs) for view in c.views]
 
 
 @torch.no_grad()

@@ -49,7 +49,7 @@ from selfsup.train.rundir import (
     tensorboard_writer,
     truncate_metrics,
 )
-from selfsup.views import batch_shard
+from selfsup.views import batch_shard, draw_views
 
 #: Steps between two reads of the running loss (progress bar, divergence check): the loss is summed on
 #: the device, so the other steps do not wait for it.
@@ -260,10 +260,10 @@ def train_epoch(c: Components, run: Run, feed: Feed, y_train, bar: Progress) -> 
         set_lr(run.opt, cfg.optim.lr * lr_factor(run.step, cfg.optim, steps, total_steps))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             with batch_shard(first_row, bs) if run.world.size > 1 else contextlib.nullcontext():
-                views = [view(x) for view in c.views]
+                views, transform = draw_views(c.views, x, idx)  # transform: SIE's, for pairs
             # the loss; a criterion refuses non-finite embeddings, and every process hears of it
             try:
-                loss, feats = run.step_model(views, idx)
+                loss, feats = run.step_model(views, idx, transform)
                 failed = False
             except NonFiniteError:
                 failed = True

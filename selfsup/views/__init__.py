@@ -10,10 +10,12 @@ holding the whole batch would (:mod:`selfsup.views.randomness`).
 """
 
 from selfsup.views.image import ImageViews
+from selfsup.views.pairs import TransformPairs, draw_views
 from selfsup.views.randomness import batch_shard
 from selfsup.views.recipes import (
     VIEW_RECIPES,
     ViewRecipe,
+    build_pair_views,
     build_view_set,
     build_views,
     check_view_options,
@@ -29,7 +31,10 @@ __all__ = [
     "SignalViews",
     "batch_shard",
     "ViewRecipe",
+    "build_pair_views",
     "build_view_set",
+    "draw_views",
+    "TransformPairs",
     "build_views",
     "check_view_options",
     "default_recipe",

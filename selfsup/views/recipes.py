@@ -27,6 +27,7 @@ from selfsup.errors import ConfigError, ShapeError, unknown_name
 from selfsup.options import check_options
 from selfsup.plugins import load_plugin, plugin_names
 from selfsup.views.image import ImageViews
+from selfsup.views.pairs import build_pairs, pairs_options
 from selfsup.views.signal import SignalViews
 
 #: Images smaller than this (min side, pixels) drop the Gaussian blur by default, as SimCLR does on CIFAR-10.
@@ -40,6 +41,9 @@ class ViewRecipe:
 
     build: Callable[..., nn.Module]
     options: Callable
+    #: Built from the training set rather than a sample shape: ``build(train, to_float, n_views, local_views,
+    #: **options)`` (the ``pairs`` recipe: renders of one object and the transformation between them).
+    paired: bool = False
 
 
 def _image_shape(recipe: str, sample_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -166,6 +170,7 @@ VIEW_RECIPES: dict[str, ViewRecipe] = {
     "small-image": ViewRecipe(small_image_views, ImageViews),
     "signal": ViewRecipe(signal_views, SignalViews),
     "identity": ViewRecipe(identity_views, _Identity),
+    "pairs": ViewRecipe(build_pairs, pairs_options, paired=True),
 }
 
 
@@ -189,6 +194,10 @@ def build_views(recipe: str, sample_shape: Sequence[int], view_index: int = 0, *
     raise :class:`ConfigError`. Unknown recipes raise :class:`ConfigError` listing the valid ones.
     """
     check_view_options(recipe, options)
+    if get_view_recipe(recipe).paired:
+        raise ConfigError(
+            f"view recipe '{recipe}' pairs samples of a dataset: build it with build_pair_views"
+        )
     return get_view_recipe(recipe).build(tuple(sample_shape), view_index=view_index, **options)
 
 
@@ -240,6 +249,14 @@ def build_view_set(
         build_views(recipe, sample_shape, view_index=i, **(options if i < n_global else local))
         for i in range(n_views)
     )
+
+
+def build_pair_views(
+    recipe: str, train, to_float: Callable, n_views: int = 2, local_views: int = 0, **options
+):
+    """The views of a paired recipe (``pairs``) over a training set (an ``ArrayDataset`` with factors)."""
+    check_view_options(recipe, options)
+    return get_view_recipe(recipe).build(train, to_float, n_views, local_views, **options)
 
 
 def default_recipe(sample_shape: Sequence[int]) -> str:
