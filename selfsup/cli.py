@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from selfsup.cli_errors import console, err_console, run_app, user_errors
+from selfsup.cli_objects3d import objects3d_app
 from selfsup.cli_pde import pde_app
 from selfsup.cli_sweep import layers as _layers_command
 from selfsup.cli_sweep import select_epoch as _select_epoch_command
@@ -191,6 +192,40 @@ def probe(
 
 @app.command()
 @user_errors
+def equivariance(
+    run_dir: Path = typer.Argument(..., help="a run directory trained on data with recorded transformations"),
+    pairs: int = typer.Option(8000, "--pairs", min=100, help="view pairs per split for the R^2 probes"),
+    epochs: int = typer.Option(40, "--epochs", min=1, help="epochs of the R^2 probes' MLP"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """SIE's evaluation (objects3d): linear probe on the invariant / equivariant parts and the whole,
+    R^2 of the relative rotation (and colour) from two views' representations, predictor retrieval (MRR,
+    Hit@k) against the identity, RankMe per part. Writes equivariance.json and a report section."""
+    from selfsup.report import write_run_report
+    from selfsup.train.equivariance import equivariance_table, evaluate_equivariance
+
+    res = evaluate_equivariance(run_dir, seed=seed, n_pairs=pairs, epochs=epochs)
+    if (run_dir / "summary.json").is_file():
+        write_run_report(run_dir)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    t = Table(title=f"equivariance of {run_dir} ({res['method']})")
+    for col in ("part", "dims", "RankMe", "linear acc", "rotation R^2", "colour R^2"):
+        t.add_column(col, justify="right" if col != "part" else "left")
+    for row in equivariance_table(res):
+        t.add_row(*row)
+    console.print(t)
+    for name, r in res["retrieval"].items():
+        hits = "  ".join(f"Hit@{k} {v:.3f}" for k, v in r["hits"].items())
+        console.print(
+            f"retrieval ({name}): MRR {r['mrr']:.3f}  {hits}  among {r['mean_candidates']:.0f} views"
+        )
+
+
+@app.command()
+@user_errors
 def datasets():
     """List the built-in datasets with sizes and shapes."""
     from selfsup.data import list_datasets
@@ -218,6 +253,7 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory")):
 # label-free model selection (selfsup/select) and PDE data (selfsup/pde)
 app.add_typer(sweep_app, name="sweep")
 app.add_typer(pde_app, name="pde")
+app.add_typer(objects3d_app, name="objects3d")
 app.command("layers")(_layers_command)
 app.command("select-epoch")(_select_epoch_command)
 

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 
 from selfsup.errors import SelfsupError
 from selfsup.report.html import figure_to_img, page, table
+from selfsup.train.equivariance import equivariance_table
 from selfsup.train.rundir import read_metrics
 
 
@@ -31,6 +32,17 @@ def read_summary(run_dir: Path) -> dict:
     if not isinstance(summary, dict) or "layers" not in summary:
         raise SelfsupError(f"'{path}' is not a selfsup run summary; {redo}")
     return summary
+
+
+def _equivariance_section(res: dict) -> str:
+    """``selfsup equivariance``'s tables: per part, then the predictor retrieval."""
+    cols = ("part", "dims", "RankMe", "linear accuracy", "rotation R^2", "colour R^2")
+    parts = [dict(zip(cols, row, strict=True)) for row in equivariance_table(res)]
+    retrieval = [
+        {"prediction": name, "MRR": r["mrr"], **{f"Hit@{k}": v for k, v in r["hits"].items()}}
+        for name, r in res["retrieval"].items()
+    ]
+    return "<h2>Equivariance (selfsup equivariance)</h2>" + table(parts) + table(retrieval)
 
 
 def write_run_report(run_dir: str | Path) -> Path:
@@ -75,6 +87,8 @@ def write_run_report(run_dir: str | Path) -> Path:
     probes = {k: summary[k] for k in ("probe_layer", "linear_acc", "knn_acc") if k in summary}
     if probes:
         sections.append("<h2>Probes (test split)</h2>" + table([probes]))
+    if (run_dir / "equivariance.json").is_file():
+        sections.append(_equivariance_section(json.loads((run_dir / "equivariance.json").read_text())))
     sections.append(f"<p>run: {html.escape(str(run_dir))}</p>")
     out = run_dir / "report.html"
     out.write_text(page(f"selfsup run: {summary.get('method')} on {summary.get('dataset')}", sections))
