@@ -27,6 +27,7 @@ from selfsup.criteria import (
     barlow_twins_loss,
     dcl_loss,
     lejepa_loss,
+    sie_loss,
     sigreg_loss,
     simclr_loss,
     spectral_contrastive_loss,
@@ -50,6 +51,8 @@ CASES = {
     "vicreg_exp": lambda a, b, g: vicreg_exp_loss(a, b, tau=0.5, gather_distributed=g),
     "vicreg_ctr": lambda a, b, g: vicreg_ctr_loss(a, b, tau=0.5, gather_distributed=g),
     "barlow": lambda a, b, g: barlow_twins_loss(a, b, gather_distributed=g),
+    # SIE: the predictor's output (here a function of both views) is gathered too
+    "sie": lambda a, b, g: sie_loss(a, b, (a * b)[:, 2:], 2, gather_distributed=g),
     # (views, batch, dim): each rank holds its rows of every view; the directions are seeded alike
     "sigreg": lambda a, b, g: sigreg_loss(torch.stack([a, b]), n_slices=64, seed=3, gather_distributed=g),
     "lejepa": lambda a, b, g: lejepa_loss(

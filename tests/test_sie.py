@@ -253,3 +253,36 @@ def test_retrieval_leaves_the_source_out():
     with_source = retrieval(cand[:1], torch.tensor([1]), cand, groups)
     without = retrieval(cand[:1], torch.tensor([1]), cand, groups, source_index=torch.tensor([0]))
     assert (with_source.mrr, without.mrr, without.mean_candidates) == (0.5, 1.0, 2)
+
+
+def test_sie_end_to_end_on_objects3d(tmp_path, monkeypatch):
+    """A tiny SIE run on generated objects, then `selfsup equivariance`: every part of the evaluation is
+    there, in the terminal, in equivariance.json and in the run report; a run on other data is refused."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from selfsup.cli import app
+
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    load = "data.load_args={classes: 3, instances: 4, views: 5, test_fraction: 0.25}"
+    args = ["train", "--config", "configs/sie-objects3d.yaml", load, "train.epochs=1", "train.batch_size=16"]
+    args += ["data.monitor_size=40", "train.lidar_samples=20", f"train.out_dir={tmp_path}", "train.name=sie"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "sie"
+    assert "backbone/lidar" in (run / "metrics.jsonl").read_text()  # LiDAR of the pairs
+    res = CliRunner().invoke(app, ["equivariance", str(run), "--pairs", "100", "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert "equivariant" in res.output and "retrieval (predictor)" in res.output
+    out = json.loads((run / "equivariance.json").read_text())
+    assert set(out["classification"]) == {"whole", "invariant", "equivariant"}
+    assert out["dims"] == {"whole": 64, "invariant": 32, "equivariant": 32}
+    assert set(out["retrieval"]) == {"identity", "predictor"} and 0 < out["retrieval"]["predictor"]["mrr"] <= 1
+    assert out["retrieval"]["predictor"]["mean_candidates"] == 4  # the other views of the object
+    assert "Equivariance (selfsup equivariance)" in (run / "report.html").read_text()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.yaml").write_text((run / "config.yaml").read_text().replace("objects3d", "mnist1d"))
+    res = CliRunner().invoke(app, ["equivariance", str(other)])
+    assert res.exit_code == 2 and res.output.startswith("error:")
