@@ -226,6 +226,35 @@ def equivariance(
 
 @app.command()
 @user_errors
+def robustness(
+    run_dir: Path = typer.Argument(..., help="a run directory trained on objects3d"),
+    layer: str = typer.Option(None, "--layer", help="named layer (default: backbone output)"),
+    views: int = typer.Option(5, "--views", min=1, help="renders of each test object per varied factor"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Accuracy under controlled factors (Ibrahim et al. 2022): a linear probe trained on canonical renders
+    of the run's training objects, tested on canonical test objects and with one factor varied at a time
+    (pose, position, size, background, lighting, colour). Writes robustness.json/.png, a report section."""
+    from selfsup.report import write_run_report
+    from selfsup.train.robustness import evaluate_robustness
+
+    res = evaluate_robustness(run_dir, layer, views)
+    if (run_dir / "summary.json").is_file():
+        write_run_report(run_dir)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    t = Table(title=f"robustness of {run_dir} ({res['method']}, layer {res['layer']})")
+    for col in ("test set", "accuracy", "change from canonical"):
+        t.add_column(col, justify="left" if col == "test set" else "right")
+    t.add_row("canonical", f"{100 * res['canonical_accuracy']:.1f} %", "-")
+    for name, r in res["factors"].items():
+        t.add_row(f"{name} varied", f"{100 * r['accuracy']:.1f} %", f"{-100 * r['drop']:+.1f} points")
+    console.print(t)
+
+
+@app.command()
+@user_errors
 def datasets():
     """List the built-in datasets with sizes and shapes."""
     from selfsup.data import list_datasets

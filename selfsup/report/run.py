@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 from selfsup.errors import SelfsupError
 from selfsup.report.html import figure_to_img, page, table
 from selfsup.train.equivariance import equivariance_table
+from selfsup.train.robustness import robustness_plot
 from selfsup.train.rundir import read_metrics
 
 
@@ -43,6 +44,14 @@ def _equivariance_section(res: dict) -> str:
         for name, r in res["retrieval"].items()
     ]
     return "<h2>Equivariance (selfsup equivariance)</h2>" + table(parts) + table(retrieval)
+
+
+def _robustness_section(res: dict) -> str:
+    """``selfsup robustness``'s table and bar plot."""
+    rows = [{"test set": "canonical", "accuracy": res["canonical_accuracy"], "drop": 0.0}]
+    rows += [{"test set": f"{f} varied", **r} for f, r in res["factors"].items()]
+    head = f"<h2>Robustness under controlled factors (layer {html.escape(res['layer'])})</h2>"
+    return head + table(rows) + figure_to_img(robustness_plot(res))
 
 
 def write_run_report(run_dir: str | Path) -> Path:
@@ -89,6 +98,8 @@ def write_run_report(run_dir: str | Path) -> Path:
         sections.append("<h2>Probes (test split)</h2>" + table([probes]))
     if (run_dir / "equivariance.json").is_file():
         sections.append(_equivariance_section(json.loads((run_dir / "equivariance.json").read_text())))
+    if (run_dir / "robustness.json").is_file():
+        sections.append(_robustness_section(json.loads((run_dir / "robustness.json").read_text())))
     sections.append(f"<p>run: {html.escape(str(run_dir))}</p>")
     out = run_dir / "report.html"
     out.write_text(page(f"selfsup run: {summary.get('method')} on {summary.get('dataset')}", sections))

@@ -1,0 +1,102 @@
+"""Robustness under controlled factors: the controlled test sets and `selfsup robustness`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from selfsup.cli import app
+from selfsup.data.objects3d import CANONICAL_FACTORS
+from selfsup.data.objects3d.controlled import VARIED, controlled_set
+from selfsup.errors import SelfsupError
+from selfsup.train import robustness
+
+PARAMS = {"classes": 3, "instances": 4, "data_seed": 0, "image_size": 32}
+#: the recorded factors each controlled factor may change (the view index always differs between views)
+CHANGES = {
+    "pose": {"quaternion"},
+    "position": {"position"},
+    "size": {"scale"},
+    "background": {"background", "background_hue"},
+    "lighting": {"light"},
+    "colour": {"hue"},
+}
+
+
+@pytest.mark.parametrize("factor", list(VARIED))
+def test_a_factor_set_differs_from_the_canonical_set_in_that_factor_only(factor):
+    ids = torch.tensor([0, 5, 10])
+    x0, y0, f0 = controlled_set(PARAMS, ids)
+    x1, y1, f1 = controlled_set(PARAMS, ids, factor, views=3)
+    assert torch.equal(y1, y0.repeat_interleave(3)) and torch.equal(
+        f1["instance"], f0["instance"].repeat_interleave(3)
+    )
+    for name in f0:
+        same = torch.equal(f1[name], f0[name].repeat_interleave(3, 0))
+        assert same == (name not in CHANGES[factor] | {"view"}), name
+    assert not torch.equal(x1, x0.repeat_interleave(3, 0))  # the images do change
+    assert set(CHANGES) == set(VARIED)
+
+
+def test_the_canonical_set_is_canonical():
+    _, _, f = controlled_set(PARAMS, torch.arange(12))
+    assert (f["position"] == 0).all() and (f["scale"] == 1).all()
+    assert torch.allclose(f["hue"], torch.tensor(CANONICAL_FACTORS["hue"][0]))
+    assert torch.allclose(f["light"], torch.tensor([0.0, 0.0, 1.0]).expand(12, 3))
+    assert torch.allclose(f["quaternion"], f["quaternion"][:1].expand(12, 4))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("robust")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SELFSUP_CACHE", str(tmp / "cache"))
+    load = "data.load_args={classes: 3, instances: 4, views: 5, test_fraction: 0.25}"
+    args = [
+        "train",
+        "--config",
+        "configs/vicreg-objects3d.yaml",
+        load,
+        "train.epochs=1",
+        "train.batch_size=16",
+    ]
+    args += ["data.monitor_size=40", "train.lidar_samples=0", f"train.out_dir={tmp}", "train.name=run"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    yield tmp / "run"
+    mp.undo()
+
+
+def test_robustness_command(tiny_run):
+    res = CliRunner().invoke(app, ["robustness", str(tiny_run), "--views", "2"])
+    assert res.exit_code == 0, res.output
+    assert "pose varied" in res.output and "canonical" in res.output
+    out = json.loads((tiny_run / "robustness.json").read_text())
+    assert set(out["factors"]) == set(VARIED) and out["n_train"] == 9 and out["n_test"]["pose"] == 6
+    for r in out["factors"].values():
+        assert r["drop"] == pytest.approx(out["canonical_accuracy"] - r["accuracy"])
+    assert (tiny_run / "robustness.png").stat().st_size > 0
+    assert "Robustness under controlled factors" in (tiny_run / "report.html").read_text()
+
+
+def test_an_identical_copy_of_the_canonical_set_scores_the_canonical_accuracy(tiny_run, monkeypatch):
+    """A 'factor' whose varied range is its canonical value renders the canonical set again."""
+    monkeypatch.setitem(VARIED, "copy", ("rotation", 0.0))
+    out = robustness.evaluate_robustness(tiny_run, views=1)
+    assert out["factors"]["copy"]["accuracy"] == out["canonical_accuracy"]
+    assert out["factors"]["copy"]["drop"] == 0
+
+
+def test_unknown_layer_and_other_data_are_refused(tiny_run, tmp_path):
+    res = CliRunner().invoke(app, ["robustness", str(tiny_run), "--layer", "layr2"])
+    assert res.exit_code == 2 and res.output.startswith("error:") and "layer2" in res.output  # did you mean
+    args = ["train", "--config", "configs/vicreg-digits.yaml", "train.epochs=1", f"train.out_dir={tmp_path}"]
+    res = CliRunner().invoke(app, [*args, "train.name=digits", "train.lidar_samples=0"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["robustness", str(tmp_path / "digits")])
+    assert res.exit_code == 2 and "objects3d" in res.output and "Traceback" not in res.output
+    with pytest.raises(SelfsupError, match="controlled factor"):
+        controlled_set(PARAMS, torch.arange(2), "pos")
