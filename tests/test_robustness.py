@@ -100,3 +100,36 @@ def test_unknown_layer_and_other_data_are_refused(tiny_run, tmp_path):
     assert res.exit_code == 2 and "objects3d" in res.output and "Traceback" not in res.output
     with pytest.raises(SelfsupError, match="controlled factor"):
         controlled_set(PARAMS, torch.arange(2), "pos")
+
+
+def test_training_diversity_varies_one_factor_for_a_fraction_of_the_images(tmp_path, monkeypatch):
+    from selfsup.data import load_dataset
+
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path))
+    args = {"classes": 4, "instances": 5, "views": 10, "test_fraction": 0.2}
+    d = load_dataset("objects3d", diversity={"factor": "size", "fraction": 0.5, "classes": "half"}, **args)
+    f = d.train.factors
+    varied = f["varied"].bool()
+    first_half = d.train.y < 2
+    assert not varied[~first_half].any() and 0.3 < varied[first_half].float().mean() < 0.7
+    assert (f["scale"][~varied] == 1).all() and (f["scale"][varied] < 1).all()  # drawn from [0.4, 1]
+    assert torch.allclose(f["quaternion"], f["quaternion"][:1].expand_as(f["quaternion"]))  # pose canonical
+    again = load_dataset(
+        "objects3d", diversity={"factor": "size", "fraction": 0.5, "classes": "half"}, **args
+    )
+    assert torch.equal(again.train.factors["varied"], f["varied"]) and torch.equal(again.train.x, d.train.x)
+    with pytest.raises(SelfsupError, match="not both"):
+        load_dataset("objects3d", diversity={"factor": "size"}, factors={"rotation": 0.1}, **args)
+    with pytest.raises(SelfsupError, match="fraction"):
+        load_dataset("objects3d", diversity={"factor": "size", "fracton": 0.5}, **args)
+
+
+def test_seen_and_unseen_classes_are_scored_apart():
+    """With diversity over half the classes, the varied set's accuracy is split by class group."""
+    x_tr, y_tr = torch.eye(4).repeat(5, 1) * 5, torch.arange(4).repeat(5)
+    x_te = torch.cat([torch.eye(4)[:2] * 5, torch.eye(4)[[3, 2]] * 5])  # classes 2, 3 swapped: wrong
+    params = {"classes": 4, "diversity": {"factor": "pose", "fraction": 1.0, "classes": "half"}}
+    sets = {"pose": (x_te, torch.arange(4))}
+    out = robustness._seen_unseen(params, x_tr, y_tr, sets)
+    assert out == {"factor": "pose", "seen_classes": 1.0, "unseen_classes": 0.0}
+    assert robustness._seen_unseen({"classes": 4}, x_tr, y_tr, sets) is None

@@ -241,7 +241,8 @@ def test_cli_sie_without_transformations_exits_2(tmp_path):
 
     res = CliRunner().invoke(app, ["train", "method.name=sie", f"train.out_dir={tmp_path}", "train.epochs=1"])
     assert res.exit_code == 2
-    assert res.output.startswith("error:") and "data.views=pairs" in res.output and "Traceback" not in res.output
+    assert res.output.startswith("error:") and "data.views=pairs" in res.output
+    assert "Traceback" not in res.output
     assert not any(tmp_path.iterdir())  # refused before a run directory was made
 
 
@@ -278,7 +279,8 @@ def test_sie_end_to_end_on_objects3d(tmp_path, monkeypatch):
     out = json.loads((run / "equivariance.json").read_text())
     assert set(out["classification"]) == {"whole", "invariant", "equivariant"}
     assert out["dims"] == {"whole": 64, "invariant": 32, "equivariant": 32}
-    assert set(out["retrieval"]) == {"identity", "predictor"} and 0 < out["retrieval"]["predictor"]["mrr"] <= 1
+    assert set(out["retrieval"]) == {"identity", "predictor"}
+    assert 0 < out["retrieval"]["predictor"]["mrr"] <= 1
     assert out["retrieval"]["predictor"]["mean_candidates"] == 4  # the other views of the object
     assert "Equivariance (selfsup equivariance)" in (run / "report.html").read_text()
     other = tmp_path / "other"

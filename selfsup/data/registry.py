@@ -68,7 +68,8 @@ DATASETS: dict[str, DatasetEntry] = {
             "procedural 3-D objects rendered locally and cached (an offline 3DIEBench): 10 classes (of 12) x "
             "50 instances x 40 views, random rotation, hue, background and light per view, all recorded as "
             "factors; split by instance (20% to test); image_size= 32 or 64, classes=, instances=, views=, "
-            "test_fraction=, factors=, data_seed=.",
+            "test_fraction=, factors=, data_seed=, diversity= (one factor varied for a fraction of the "
+            "images).",
             train_size=16000,
             test_size=4000,
             sample_shape=(3, 32, 32),

@@ -67,6 +67,7 @@ def evaluate_robustness(run_dir: str | Path, layer: str | None = None, views: in
         "canonical_accuracy": acc["canonical"],
         "factors": {f: {"accuracy": acc[f], "drop": acc["canonical"] - acc[f]} for f in VARIED},
         "ranges": {f: {"option": o, "range": r} for f, (o, r) in VARIED.items()},
+        "seen_unseen": _seen_unseen(params, x_tr, y_tr, sets),
         "n_train": len(x_tr),
         "n_test": {name: len(x) for name, (x, _) in sets.items()},
     }
@@ -75,6 +76,18 @@ def evaluate_robustness(run_dir: str | Path, layer: str | None = None, views: in
     robustness_plot(result).savefig(run_dir / "robustness.png", dpi=100, bbox_inches="tight")
     plt.close("all")
     return result
+
+
+def _seen_unseen(params: dict, x_tr, y_tr, sets: dict) -> dict | None:
+    """For a run trained with ``diversity: {classes: half}`` (the factor varied in the first half of the
+    classes only): the varied test set's accuracy on the classes that saw the variation and on the others."""
+    div = params.get("diversity")
+    if not div or div["classes"] != "half":
+        return None
+    x, y = sets[div["factor"]]
+    seen = y < params["classes"] // 2
+    acc = {g: linear_probe(x_tr, y_tr, x[m], y[m]).accuracy for g, m in (("seen", seen), ("unseen", ~seen))}
+    return {"factor": div["factor"], "seen_classes": acc["seen"], "unseen_classes": acc["unseen"]}
 
 
 def robustness_plot(result: dict) -> plt.Figure:

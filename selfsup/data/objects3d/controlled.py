@@ -19,7 +19,7 @@ import torch
 
 from selfsup.data.objects3d.generate import CANONICAL_FACTORS, render_views, sample_factors
 from selfsup.data.objects3d.shapes import make_shapes
-from selfsup.errors import unknown_name
+from selfsup.errors import ConfigError, unknown_name
 
 #: factor -> (the generator's option, the range it is drawn from when varied). Pose: 3DIEBench's angles;
 #: position: up to a quarter of the half view (objects stay mostly in view); size: 0.4-1 of the canonical
@@ -59,3 +59,43 @@ def controlled_set(
     f = {k: v[keep] for k, v in f.items()}
     x = render_views(make_shapes(classes, instances, seed), f, params["image_size"])
     return x, f["instance"] // instances, f
+
+
+#: ``data.load_args.diversity`` of objects3d: training data canonical but for ``factor``, varied for a
+#: ``fraction`` of the images, of every class or only of the first half of the classes (``classes: half``).
+DIVERSITY_DEFAULTS = {"factor": "pose", "fraction": 1.0, "classes": "all"}
+
+
+def check_diversity(diversity: dict) -> dict:
+    """``diversity`` completed with :data:`DIVERSITY_DEFAULTS` and checked (did-you-mean on names)."""
+    if not isinstance(diversity, dict):
+        raise ConfigError(
+            f"objects3d diversity must be a mapping such as {{factor: pose, fraction: 0.5}}, "
+            f"got {diversity!r}"
+        )
+    for key in diversity:
+        if key not in DIVERSITY_DEFAULTS:
+            raise unknown_name("objects3d diversity option", str(key), DIVERSITY_DEFAULTS)
+    d = {**DIVERSITY_DEFAULTS, **diversity}
+    factor_ranges(d["factor"])  # a known factor
+    p = d["fraction"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise ConfigError(f"objects3d diversity fraction must be in [0, 1], got {p!r}")
+    if d["classes"] not in ("all", "half"):
+        raise ConfigError(f"objects3d diversity classes must be 'all' or 'half', got {d['classes']!r}")
+    return d
+
+
+def diverse_factors(classes: int, instances: int, views: int, seed: int, diversity: dict) -> dict:
+    """Factors of a training set that is canonical except ``diversity["factor"]``, drawn from its
+    :data:`VARIED` range for a seeded ``fraction`` of the images (of the first ``classes // 2`` classes only
+    with ``classes: half``). The extra factor ``varied`` (int64, 0/1) records which images vary."""
+    d = check_diversity(diversity)
+    base = sample_factors(classes, instances, views, seed, factor_ranges(None))
+    varied = sample_factors(classes, instances, views, seed, factor_ranges(d["factor"]))
+    n = len(base["instance"])
+    chosen = torch.from_numpy(np.random.default_rng((int(seed), 2)).random(n) < d["fraction"])
+    if d["classes"] == "half":
+        chosen &= base["instance"] // instances < classes // 2
+    out = {k: torch.where(chosen.view(-1, *[1] * (v.ndim - 1)), varied[k], v) for k, v in base.items()}
+    return {**out, "varied": chosen.long()}

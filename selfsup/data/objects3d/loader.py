@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from selfsup.data.core import ArrayDataset, DataSplits, cache_dir, save_npz_atomic
+from selfsup.data.objects3d.controlled import check_diversity, diverse_factors
 from selfsup.data.objects3d.generate import (
     FACTOR_NAMES,
     check_counts,
@@ -35,6 +36,8 @@ from selfsup.data.objects3d.render import check_size
 from selfsup.data.objects3d.shapes import CLASSES, make_shapes
 from selfsup.errors import ConfigError
 
+#: factors some sets record besides FACTOR_NAMES (``varied``: the diversity option's varied images)
+EXTRA_FACTORS = ("varied",)
 GENERATOR_VERSION = 1  # bump when shapes, factor draws or the renderer change what is generated
 PROGRESS_ABOVE = 4000  # a progress bar when rendering more images than this
 
@@ -47,22 +50,31 @@ def generate(
     factors: dict | None = None,
     seed: int = 0,
     progress: bool | None = None,
+    diversity: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Render the whole set, nothing cached: uint8 images ``N x 3 x H x W``, int64 labels and the factors
     (:func:`~selfsup.data.objects3d.generate.sample_factors`), class-major, then instance, then view.
-    ``progress=None``: a progress bar above :data:`PROGRESS_ABOVE` images."""
+    ``progress=None``: a progress bar above :data:`PROGRESS_ABOVE` images. ``diversity``: the factors of
+    :func:`~selfsup.data.objects3d.controlled.diverse_factors` instead (``factors`` must then be None)."""
     check_counts(classes, instances, views)
     check_size(image_size)
     shapes = make_shapes(classes, instances, seed)
-    f = sample_factors(classes, instances, views, seed, factors)
+    if diversity is not None and factors is not None:
+        raise ConfigError("objects3d takes factors= or diversity=, not both (diversity sets every factor)")
+    if diversity is not None:
+        f = diverse_factors(classes, instances, views, seed, diversity)
+    else:
+        f = sample_factors(classes, instances, views, seed, factors)
     n = len(f["instance"])
     x = render_views(shapes, f, image_size, progress=n > PROGRESS_ABOVE if progress is None else progress)
     return x, labels_of(classes, instances, views), f
 
 
-def generator_parameters(data_seed, image_size, classes, instances, views, factors) -> dict:
+def generator_parameters(data_seed, image_size, classes, instances, views, factors, diversity=None) -> dict:
     """Everything the images depend on, as JSON values (the cache key, recorded in the manifest)."""
+    extra = {"diversity": check_diversity(diversity)} if diversity is not None else {}
     return {
+        **extra,
         "generator_version": GENERATOR_VERSION,
         "data_seed": int(data_seed),
         "image_size": int(image_size),
@@ -84,13 +96,15 @@ def _read_cache(path: Path, params: dict):
     n = params["classes"] * params["instances"] * params["views"]
     try:
         with np.load(path, allow_pickle=False) as z:
-            data = {k: torch.from_numpy(z[k]) for k in ("x", "y", *FACTOR_NAMES)}
+            data = {
+                k: torch.from_numpy(z[k]) for k in ("x", "y", *FACTOR_NAMES, *EXTRA_FACTORS) if k in z.files
+            }
     except (OSError, KeyError, ValueError):
         return None
     size = params["image_size"]
     if data["x"].shape != (n, 3, size, size) or data["x"].dtype != torch.uint8:
         return None
-    if any(len(v) != n for v in data.values()):
+    if any(len(v) != n for v in data.values()) or not set(FACTOR_NAMES) <= set(data):
         return None
     return data.pop("x"), data.pop("y"), data
 
@@ -128,8 +142,12 @@ def cached_generate(params: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str,
             manifest = _manifest(params, npz, None)
         return (*hit, manifest)
     t0 = time.perf_counter()
-    keys = ("classes", "instances", "views", "image_size", "factors")
-    x, y, f = generate(**{k: params[k] for k in keys}, seed=params["data_seed"])
+    keys = ("classes", "instances", "views", "image_size")
+    diversity = params.get("diversity")
+    factors = None if diversity else params["factors"]
+    x, y, f = generate(
+        **{k: params[k] for k in keys}, factors=factors, seed=params["data_seed"], diversity=diversity
+    )
     manifest = _manifest(params, npz, round(time.perf_counter() - t0, 2))
     try:
         save_npz_atomic(npz, x=x.numpy(), y=y.numpy(), **{k: v.numpy() for k, v in f.items()})
@@ -173,6 +191,7 @@ def load_objects3d(
     test_fraction: float = 0.2,
     factors: dict | None = None,
     data_seed: int = 0,
+    diversity: dict | None = None,
 ) -> DataSplits:
     """objects3d: procedural 3-D objects (offline 3DIEBench), uint8 ``3 x image_size x image_size`` RGB.
 
@@ -180,11 +199,15 @@ def load_objects3d(
     ``views`` per instance, ``factors`` (ranges, see :mod:`~selfsup.data.objects3d.generate`), ``data_seed``
     (shapes, factors and split). ``seed`` (the run's) is unused: the benchmark stays fixed across runs.
     Train/test split by instance, ``test_fraction`` of each class's instances to test. Every split carries
-    its images' factors in ``ArrayDataset.factors``; ``info["manifest"]`` describes the generation."""
+    its images' factors in ``ArrayDataset.factors``; ``info["manifest"]`` describes the generation.
+    ``diversity`` (the robustness study's training sets, :func:`~selfsup.data.objects3d.controlled.
+    diverse_factors`): every factor canonical but one, varied for a fraction of the images."""
     check_size(image_size)
     check_counts(classes, instances, views)
     test_ids = split_instances(classes, instances, test_fraction, data_seed)
-    params = generator_parameters(data_seed, image_size, classes, instances, views, factors)
+    if diversity is not None and factors is not None:
+        raise ConfigError("objects3d takes factors= or diversity=, not both (diversity sets every factor)")
+    params = generator_parameters(data_seed, image_size, classes, instances, views, factors, diversity)
     x, y, f, manifest = cached_generate(params)
     is_test = torch.from_numpy(np.isin(f["instance"].numpy(), test_ids))
 
