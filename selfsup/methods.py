@@ -37,7 +37,9 @@ from selfsup.options import check_options
 class MethodRecipe:
     name: str
     criterion: Callable[..., torch.Tensor]
-    kind: str  # "pair" (symmetric loss of two embeddings), "byol", "simsiam", "diet", "lejepa", "sie", "equi"
+    kind: (
+        str  # "pair" (two embeddings' loss), "byol", "simsiam", "diet", "lejepa", "sie", "equi", "supervised"
+    )
     projector: str
     paper: str
     params: dict = field(default_factory=dict)  # criterion keyword defaults (paper values)
@@ -152,6 +154,15 @@ METHODS: dict[str, MethodRecipe] = {
             {"lambd": 0.05},
         ),
         MethodRecipe(
+            "supervised",
+            criteria.diet_loss,
+            "supervised",
+            "",
+            "a labelled reference (as in Ibrahim et al. 2022): cross-entropy of a linear head on the "
+            "backbone for every view; needs labels",
+            {"label_smoothing": 0.0},
+        ),
+        MethodRecipe(
             "sie",
             criteria.sie_loss,
             "sie",
@@ -211,6 +222,7 @@ _DUMMY_INPUTS: dict[str, Callable] = {
     "byol": _two_embeddings,
     "simsiam": _two_embeddings,
     "diet": lambda g: (torch.randn(4, 4, generator=g), torch.arange(4)),
+    "supervised": lambda g: (torch.randn(4, 4, generator=g), torch.arange(4)),
     "lejepa": lambda g: (torch.randn(2, 4, 3, generator=g), 2),
     "sie": lambda g: (*_two_embeddings(g), torch.randn(4, 2, generator=g), 1),
     "equi": lambda g: (*_two_embeddings(g), torch.randn(4, 2, generator=g), 1),
@@ -271,8 +283,10 @@ def _global_local(m: SSLModel, feats: list[torch.Tensor], views, index, transfor
 
 
 def _instance_classes(m: SSLModel, feats: list[torch.Tensor], views, index, transform) -> torch.Tensor:
-    """DIET: every view is classified into its sample's index by a linear head; averaged over the views."""
-    return sum(m.recipe.criterion(m.diet_head(h), index, **m.criterion_options) for h in feats) / len(feats)
+    """DIET: every view is classified into its sample's index by a linear head; the supervised reference:
+    into its sample's class. Averaged over the views."""
+    target = index if m.recipe.kind == "diet" else m.train_labels[index.to(m.train_labels.device)]
+    return sum(m.recipe.criterion(m.diet_head(h), target, **m.criterion_options) for h in feats) / len(feats)
 
 
 def _predict_transformed(m: SSLModel, feats: list[torch.Tensor], views, index, transform) -> torch.Tensor:
@@ -289,6 +303,7 @@ PAIRINGS = {
     "byol": _predict_target,
     "simsiam": _predict_target,
     "diet": _instance_classes,
+    "supervised": _instance_classes,
     "lejepa": _global_local,
     "sie": _predict_transformed,
     "equi": _predict_transformed,
@@ -319,6 +334,22 @@ def _transform_predictor(recipe: MethodRecipe, dim: int, t_identity, hidden: str
     return ConcatPredictor(dim, len(t_identity), hidden or "")
 
 
+def _class_head(m: SSLModel, out_dim: int, n_train: int | None, labels: torch.Tensor | None) -> nn.Linear:
+    """The linear head of the classifying methods: DIET's over the training samples (bias-free), the
+    supervised reference's over the classes (the training labels become a buffer, indexed by sample).
+    Both classify backbone features: a projector the config gives is kept for the layer metrics but never
+    trained (DDP requires every trainable parameter to get a gradient)."""
+    m.projector.requires_grad_(False)
+    if m.recipe.kind == "diet":
+        if not n_train:
+            raise ConfigError("method 'diet' needs n_train, the number of training samples")
+        return nn.Linear(out_dim, n_train, bias=False)
+    if labels is None:
+        raise ConfigError(f"method '{m.recipe.name}' trains on labels; this dataset has none")
+    m.register_buffer("train_labels", labels.clone(), persistent=False)
+    return nn.Linear(out_dim, int(labels.max()) + 1)
+
+
 class SSLModel(nn.Module):
     """Backbone + projector (+ predictor, EMA target or DIET head) and the method's loss."""
 
@@ -335,6 +366,7 @@ class SSLModel(nn.Module):
         head_batch_norm: bool = True,
         transform_identity: torch.Tensor | None = None,
         equivariant_dim: int | None = None,
+        train_labels: torch.Tensor | None = None,
     ):
         super().__init__()
         check_method_params(recipe, params or {})
@@ -366,13 +398,8 @@ class SSLModel(nn.Module):
                 {"backbone": copy.deepcopy(backbone), "projector": copy.deepcopy(self.projector)}
             ).requires_grad_(False)
         self.diet_head = None
-        if recipe.kind == "diet":
-            if not n_train:
-                raise ConfigError("method 'diet' needs n_train, the number of training samples")
-            self.diet_head = nn.Linear(backbone.out_dim, n_train, bias=False)
-            # DIET classifies backbone features: a projector the config gives is kept for the layer
-            # metrics but never trained (DDP requires every trainable parameter to get a gradient)
-            self.projector.requires_grad_(False)
+        if recipe.kind in ("diet", "supervised"):
+            self.diet_head = _class_head(self, backbone.out_dim, n_train, train_labels)
         self.n_global = n_global  # LeJEPA: the first n_global views are the global ones
         if recipe.kind == "lejepa":
             self.register_buffer("sigreg_step", torch.zeros((), dtype=torch.long))

@@ -133,3 +133,35 @@ def test_seen_and_unseen_classes_are_scored_apart():
     out = robustness._seen_unseen(params, x_tr, y_tr, sets)
     assert out == {"factor": "pose", "seen_classes": 1.0, "unseen_classes": 0.0}
     assert robustness._seen_unseen({"classes": 4}, x_tr, y_tr, sets) is None
+
+
+def test_supervised_reference_learns_the_labels():
+    """method.name=supervised: cross-entropy against the class of each sample (not its index)."""
+    from selfsup import config as C
+    from selfsup.data import load_dataset
+    from selfsup.train.components import build
+
+    data = load_dataset("digits")
+    cfg = C.from_dict(
+        {"method": {"name": "supervised"}, "data": {"dataset": "digits"}, "model": {"backbone": "mlp"}}
+    )
+    c = build(cfg, data)
+    idx = torch.arange(64)
+    x = data.train.x[idx]
+    opt = torch.optim.Adam(c.model.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss, _ = c.model([x, x], idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    pred = c.model.diet_head(c.model.eval().backbone(x)).argmax(1)
+    assert c.model.diet_head.out_features == 10 and (pred == data.train.y[idx]).float().mean() > 0.95
+
+
+def test_supervised_reference_needs_labels():
+    from selfsup.errors import ConfigError
+    from selfsup.methods import SSLModel, get_method
+    from selfsup.models import build_backbone
+
+    with pytest.raises(ConfigError, match="trains on labels"):
+        SSLModel(get_method("supervised"), build_backbone("mlp", (1, 8, 8)), "16", train_labels=None)

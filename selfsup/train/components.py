@@ -97,6 +97,7 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
         head_batch_norm=cfg.model.head_batch_norm,
         transform_identity=views.identity() if isinstance(views, TransformPairs) else None,
         equivariant_dim=cfg.model.equivariant_dim,
+        train_labels=data.train.y,
     ).to(device)
     return Components(cfg, data, model, views, device)
 
