@@ -1,0 +1,100 @@
+"""The training-diversity study of "The Robustness Limits of SoTA Vision Models to Natural Variation"
+(Ibrahim, Garrido, Morcos, Bouchacourt 2022) on objects3d: how much variation of a factor must training see?
+
+Each method (VICReg, SIE, and the supervised reference; configs/*-objects3d.yaml) is trained on data that is
+canonical but for one factor (default pose), varied for a fraction p of the training images
+(`data.load_args.diversity`), and once with the factor varied in half of the classes only. Every run is then
+scored by `selfsup robustness`: a linear probe trained on canonical renders, tested on canonical test objects
+and with the factor varied; for the half-classes runs, on the classes that saw the variation and the others.
+
+    python benchmarks/robustness_study.py [--factor pose] [--fractions 0 0.1 0.5 1] [--seeds 0]
+        [--methods vicreg sie supervised] [--epochs 10] [--instances 30] [--views 20]
+    python benchmarks/robustness_study.py --table
+
+Writes benchmarks/results/robustness_objects3d.json; run directories stay in runs/bench/robust-*/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "robustness_objects3d.json"
+METHODS = ("vicreg", "sie", "supervised")
+
+
+def run(method: str, diversity: dict, seed: int, args) -> dict:
+    tag = f"{diversity['fraction']}-{diversity['classes']}"
+    run_dir = ROOT / "runs" / "bench" / f"robust-{method}-{args.factor}-{tag}-s{seed}"
+    load = {"instances": args.instances, "views": args.views, "diversity": diversity}
+    cmd = [sys.executable, "-m", "selfsup", "train", "--config", f"configs/{method}-objects3d.yaml"]
+    cmd += [f"data.load_args={json.dumps(load)}", f"train.epochs={args.epochs}", f"train.seed={seed}"]
+    cmd += [f"train.out_dir={run_dir.parent}", f"train.name={run_dir.name}", "train.lidar_samples=0"]
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    for c in (cmd, [sys.executable, "-m", "selfsup", "robustness", str(run_dir)]):
+        print("+", " ".join(c), flush=True)
+        subprocess.run(c, check=True, cwd=ROOT)
+    res = json.loads((run_dir / "robustness.json").read_text())
+    out = {"canonical": res["canonical_accuracy"], "varied": res["factors"][args.factor]["accuracy"]}
+    if res.get("seen_unseen"):
+        out.update(seen=res["seen_unseen"]["seen_classes"], unseen=res["seen_unseen"]["unseen_classes"])
+    out["all_factors"] = {f: r["accuracy"] for f, r in res["factors"].items()}
+    return out
+
+
+def table(data: dict) -> str:
+    lines = ["| method | training data | canonical acc | varied acc | seen classes | unseen classes |"]
+    lines.append("|---|---|---|---|---|---|")
+    for method, entries in data["runs"].items():
+        for tag, seeds in entries.items():
+            cells = []
+            for key in ("canonical", "varied", "seen", "unseen"):
+                vals = [100 * r[key] for r in seeds.values() if key in r]
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                cells.append(f"{statistics.fmean(vals):.1f} +- {sd:.1f}" if vals else "-")
+            lines.append(
+                f"| {method} | {data['factor']} {tag} ({len(seeds)} seeds) | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--factor", default="pose")
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.1, 0.5, 1.0])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--instances", type=int, default=30)
+    ap.add_argument("--views", type=int, default=20)
+    ap.add_argument("--table", action="store_true")
+    args = ap.parse_args()
+    data = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
+    if not args.table:
+        settings = [{"factor": args.factor, "fraction": p, "classes": "all"} for p in args.fractions]
+        settings.append({"factor": args.factor, "fraction": 1.0, "classes": "half"})
+        data.update(factor=args.factor, epochs=args.epochs, instances=args.instances, views=args.views)
+        for method in args.methods:
+            for d in settings:
+                tag = f"p={d['fraction']} ({d['classes']} classes)"
+                for seed in args.seeds:
+                    data["runs"].setdefault(method, {}).setdefault(tag, {})[str(seed)] = run(
+                        method, d, seed, args
+                    )
+                    data["machine"] = {"python": platform.python_version(), "processor": platform.processor()}
+                    data["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                    OUT.write_text(json.dumps(data, indent=2))
+    print(table(data))
+
+
+if __name__ == "__main__":
+    main()
