@@ -102,7 +102,8 @@ def test_resolve_layer_aliases():
 
 
 def test_each_kind_of_method_has_one_pairing():
-    assert {get_method(m).kind for m in ("vicreg", "byol", "simsiam", "diet", "lejepa")} == set(PAIRINGS)
+    names = ("vicreg", "byol", "simsiam", "diet", "lejepa", "sie", "sie-nosplit", "supervised")
+    assert {get_method(m).kind for m in names} == set(PAIRINGS)
     torch.manual_seed(0)
     views = [torch.randn(8, 4), torch.randn(8, 4)]
     for name in ("byol", "simsiam"):  # both directions of the pair: BYOL's symmetrised loss L + L~

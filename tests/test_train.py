@@ -12,8 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from selfsup import rotations
 from selfsup.cli import app
-from selfsup.methods import METHODS, SSLModel, get_method
+from selfsup.methods import METHODS, TRANSFORM_KINDS, SSLModel, get_method
 from selfsup.models import build_backbone
 
 runner = CliRunner()
@@ -35,12 +36,17 @@ def test_each_method_decreases_its_loss(name):
     x = torch.randn(64, 1, 8, 8)
     views = [x + 0.1 * torch.randn_like(x), x + 0.1 * torch.randn_like(x)]
     backbone = build_backbone("mlp", (1, 8, 8), hidden="64-64")
-    model = SSLModel(get_method(name), backbone, "64-64", "32-64", n_train=64)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     idx = torch.arange(64)
+    extra = {"train_labels": idx % 4}  # the supervised reference's classes
+    transform = None
+    if get_method(name).kind in TRANSFORM_KINDS:  # SIE: a relative rotation per pair
+        extra["transform_identity"] = torch.tensor(rotations.IDENTITY)
+        transform = rotations.canonical(torch.randn(64, 4))
+    model = SSLModel(get_method(name), backbone, "64-64", "32-64", n_train=64, **extra)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     losses = []
     for step in range(15):
-        loss, _ = model.loss(views, idx)
+        loss, _ = model.loss(views, idx, transform)
         opt.zero_grad()
         loss.backward()
         opt.step()
