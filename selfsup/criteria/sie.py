@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.criteria._common import check_embeddings, check_pair, check_positive, float32_math, gather
-from selfsup.criteria.vicreg import _invariance_variance, _off_diagonal_sq, _std_hinge
+from selfsup.criteria.vicreg import _coefficients, _invariance_variance, _off_diagonal_sq, _std_hinge
 from selfsup.errors import ShapeError
 
 __all__ = ["sie_loss"]
@@ -62,15 +62,8 @@ def sie_loss(
         raise ShapeError(
             f"pred must be N x (K - n_inv) = {x.shape[0]} x {k - n_inv}, got shape {tuple(p.shape)}."
         )
-    sim, equi = (
-        check_positive("sim_coeff", sim_coeff, allow_zero=True),
-        check_positive("equi_factor", equi_factor, allow_zero=True),
-    )
-    std, cov = (
-        check_positive("std_coeff", std_coeff, allow_zero=True),
-        check_positive("cov_coeff", cov_coeff, allow_zero=True),
-    )
-    eps = check_positive("eps", eps)
+    sim, std, cov, eps = _coefficients(sim_coeff, std_coeff, cov_coeff, eps)
+    equi = check_positive("equi_factor", equi_factor, allow_zero=True)
     with float32_math(x.device):
         if gather_distributed:
             x, y, p = gather(x), gather(y), gather(p)

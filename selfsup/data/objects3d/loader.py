@@ -42,6 +42,11 @@ GENERATOR_VERSION = 1  # bump when shapes, factor draws or the renderer change w
 PROGRESS_ABOVE = 4000  # a progress bar when rendering more images than this
 
 
+def _factors_or_diversity(factors: dict | None, diversity: dict | None) -> None:
+    if diversity is not None and factors is not None:
+        raise ConfigError("objects3d takes factors= or diversity=, not both (diversity sets every factor)")
+
+
 def generate(
     classes: int = 10,
     instances: int = 50,
@@ -59,8 +64,7 @@ def generate(
     check_counts(classes, instances, views)
     check_size(image_size)
     shapes = make_shapes(classes, instances, seed)
-    if diversity is not None and factors is not None:
-        raise ConfigError("objects3d takes factors= or diversity=, not both (diversity sets every factor)")
+    _factors_or_diversity(factors, diversity)
     if diversity is not None:
         f = diverse_factors(classes, instances, views, seed, diversity)
     else:
@@ -205,8 +209,7 @@ def load_objects3d(
     check_size(image_size)
     check_counts(classes, instances, views)
     test_ids = split_instances(classes, instances, test_fraction, data_seed)
-    if diversity is not None and factors is not None:
-        raise ConfigError("objects3d takes factors= or diversity=, not both (diversity sets every factor)")
+    _factors_or_diversity(factors, diversity)
     params = generator_parameters(data_seed, image_size, classes, instances, views, factors, diversity)
     x, y, f, manifest = cached_generate(params)
     is_test = torch.from_numpy(np.isin(f["instance"].numpy(), test_ids))
