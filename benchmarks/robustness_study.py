@@ -9,9 +9,16 @@ and with the factor varied; for the half-classes runs, on the classes that saw t
 
     python benchmarks/robustness_study.py [--factor pose] [--fractions 0 0.1 0.5 1] [--seeds 0]
         [--methods vicreg sie supervised] [--epochs 10] [--instances 30] [--views 20]
+    python benchmarks/robustness_study.py --main [--seeds 0 1 2]
     python benchmarks/robustness_study.py --table
 
 Writes benchmarks/results/robustness_objects3d.json; run directories stay in runs/bench/robust-*/.
+
+`--main` is the per-factor table of the main objects3d runs instead: `selfsup robustness` on the runs of
+benchmarks/sie_study.py (SIE, SIE without split, VICReg: runs/bench/sie-METHOD-sSEED) and on the supervised
+reference (configs/supervised-objects3d.yaml, trained here as runs/bench/supervised-sSEED when missing),
+with SIE's invariant and equivariant parts scored apart.
+Writes benchmarks/results/robustness_objects3d_main.json.
 """
 
 from __future__ import annotations
@@ -28,7 +35,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "robustness_objects3d.json"
+OUT_MAIN = ROOT / "benchmarks" / "results" / "robustness_objects3d_main.json"
 METHODS = ("vicreg", "sie", "supervised")
+#: the main runs' names in the table -> their run directories' prefix under runs/bench
+MAIN = {
+    "SIE": "sie-sie",
+    "SIE no split": "sie-sie-nosplit",
+    "VICReg": "sie-vicreg",
+    "supervised": "supervised",
+}
+
+
+def sh(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 def run(method: str, diversity: dict, seed: int, args) -> dict:
@@ -41,14 +61,48 @@ def run(method: str, diversity: dict, seed: int, args) -> dict:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     for c in (cmd, [sys.executable, "-m", "selfsup", "robustness", str(run_dir)]):
-        print("+", " ".join(c), flush=True)
-        subprocess.run(c, check=True, cwd=ROOT)
+        sh(c)
     res = json.loads((run_dir / "robustness.json").read_text())
     out = {"canonical": res["canonical_accuracy"], "varied": res["factors"][args.factor]["accuracy"]}
     if res.get("seen_unseen"):
         out.update(seen=res["seen_unseen"]["seen_classes"], unseen=res["seen_unseen"]["unseen_classes"])
     out["all_factors"] = {f: r["accuracy"] for f, r in res["factors"].items()}
+    if res["parts"]:  # SIE: the invariant part's accuracy on the varied set
+        out["varied_invariant_part"] = res["parts"]["invariant"]["factors"][args.factor]["accuracy"]
     return out
+
+
+def main_run(name: str, seed: int) -> dict:
+    """`selfsup robustness` of one main run: canonical and per-factor accuracy, and per SIE part."""
+    run_dir = ROOT / "runs" / "bench" / f"{MAIN[name]}-s{seed}"
+    if not (run_dir / "summary.json").is_file():
+        if name != "supervised":
+            raise SystemExit(f"{run_dir} is missing: run benchmarks/sie_study.py --seeds {seed} first")
+        cmd = [sys.executable, "-m", "selfsup", "train", "--config", "configs/supervised-objects3d.yaml"]
+        sh([*cmd, f"train.seed={seed}", f"train.out_dir={run_dir.parent}", f"train.name={run_dir.name}"])
+    sh([sys.executable, "-m", "selfsup", "robustness", str(run_dir)])
+    res = json.loads((run_dir / "robustness.json").read_text())
+
+    def accuracies(r: dict) -> dict:
+        return {"canonical": r["canonical_accuracy"], **{f: v["accuracy"] for f, v in r["factors"].items()}}
+
+    return {"all": accuracies(res), **{part: accuracies(r) for part, r in res["parts"].items()}}
+
+
+def main_table(data: dict) -> str:
+    """Mean +- std over seeds of each main run's (and SIE part's) accuracy per test set, in %."""
+    first = next(iter(next(iter(data["runs"].values())).values()))["all"]
+    lines = ["| run | " + " | ".join(first) + " |", "|---|" + "---|" * len(first)]
+    for name, seeds in data["runs"].items():
+        for part in next(iter(seeds.values())):
+            cells = []
+            for key in first:
+                vals = [100 * r[part][key] for r in seeds.values()]
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                cells.append(f"{statistics.fmean(vals):.1f} +- {sd:.1f}")
+            label = name if part == "all" else f"{name}, {part} part"
+            lines.append(f"| {label} ({len(seeds)} seeds) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(data: dict) -> str:
@@ -76,8 +130,20 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--instances", type=int, default=30)
     ap.add_argument("--views", type=int, default=20)
+    ap.add_argument("--main", action="store_true", help="the per-factor table of the main runs instead")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
+    if args.main:
+        data = json.loads(OUT_MAIN.read_text()) if OUT_MAIN.exists() else {"runs": {}}
+        if not args.table:
+            data["command"] = "python benchmarks/robustness_study.py --main --seeds " + " ".join(
+                map(str, args.seeds)
+            )
+            data["runs"] = {name: {str(s): main_run(name, s) for s in args.seeds} for name in MAIN}
+            stamp(data)
+            OUT_MAIN.write_text(json.dumps(data, indent=2))
+        print(main_table(data))
+        return
     data = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
     if not args.table:
         settings = [{"factor": args.factor, "fraction": p, "classes": "all"} for p in args.fractions]
@@ -90,10 +156,14 @@ def main() -> None:
                     data["runs"].setdefault(method, {}).setdefault(tag, {})[str(seed)] = run(
                         method, d, seed, args
                     )
-                    data["machine"] = {"python": platform.python_version(), "processor": platform.processor()}
-                    data["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                    stamp(data)
                     OUT.write_text(json.dumps(data, indent=2))
     print(table(data))
+
+
+def stamp(data: dict) -> None:
+    data["machine"] = {"python": platform.python_version(), "processor": platform.processor()}
+    data["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":

@@ -245,11 +245,18 @@ def robustness(
         typer.echo(json.dumps(res, indent=2))
         return
     t = Table(title=f"robustness of {run_dir} ({res['method']}, layer {res['layer']})")
-    for col in ("test set", "accuracy", "change from canonical"):
-        t.add_column(col, justify="left" if col == "test set" else "right")
-    t.add_row("canonical", f"{100 * res['canonical_accuracy']:.1f} %", "-")
+    parts = list(res["parts"])  # SIE: its invariant and equivariant parts, scored alike
+    for col in ("varied factor", "accuracy", "change (points)", *(f"{p} part" for p in parts)):
+        t.add_column(col, justify="left" if col == "varied factor" else "right")
+    t.add_row(
+        "none",
+        f"{100 * res['canonical_accuracy']:.1f} %",
+        "-",
+        *(f"{100 * res['parts'][p]['canonical_accuracy']:.1f} %" for p in parts),
+    )
     for name, r in res["factors"].items():
-        t.add_row(f"{name} varied", f"{100 * r['accuracy']:.1f} %", f"{-100 * r['drop']:+.1f} points")
+        by_part = (f"{100 * res['parts'][p]['factors'][name]['accuracy']:.1f} %" for p in parts)
+        t.add_row(name, f"{100 * r['accuracy']:.1f} %", f"{-100 * r['drop']:+.1f}", *by_part)
     console.print(t)
 
 

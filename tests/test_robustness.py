@@ -73,9 +73,10 @@ def tiny_run(tmp_path_factory):
 def test_robustness_command(tiny_run):
     res = CliRunner().invoke(app, ["robustness", str(tiny_run), "--views", "2"])
     assert res.exit_code == 0, res.output
-    assert "pose varied" in res.output and "canonical" in res.output
+    assert "pose" in res.output and "none" in res.output
     out = json.loads((tiny_run / "robustness.json").read_text())
     assert set(out["factors"]) == set(VARIED) and out["n_train"] == 9 and out["n_test"]["pose"] == 6
+    assert out["parts"] == {} and "invariant part" not in res.output  # VICReg: no split
     for r in out["factors"].values():
         assert r["drop"] == pytest.approx(out["canonical_accuracy"] - r["accuracy"])
     assert (tiny_run / "robustness.png").stat().st_size > 0
@@ -133,6 +134,25 @@ def test_seen_and_unseen_classes_are_scored_apart():
     out = robustness._seen_unseen(params, x_tr, y_tr, sets)
     assert out == {"factor": "pose", "seen_classes": 1.0, "unseen_classes": 0.0}
     assert robustness._seen_unseen({"classes": 4}, x_tr, y_tr, sets) is None
+
+
+def test_sie_split_parts_are_scored_apart():
+    """The invariant part (first columns) keeps the class under pose; the equivariant part does not."""
+    from types import SimpleNamespace
+
+    from selfsup.models import SplitHead
+
+    model = SimpleNamespace(projector=SplitHead(8, 4, "8"))
+    y = torch.arange(4).repeat(5)
+    clean = torch.cat([torch.eye(4)[y], torch.eye(4)[y]], 1) * 5
+    posed = torch.cat([torch.eye(4)[y], torch.eye(4)[(y + 1) % 4]], 1) * 5  # pose moves the second half
+    sets = {"canonical": (clean, y), **{f: (posed if f == "pose" else clean, y) for f in VARIED}}
+    parts = robustness._part_accuracies(model, clean, y, sets)
+    assert set(parts) == {"invariant", "equivariant"}
+    assert parts["invariant"]["factors"]["pose"]["accuracy"] == 1.0
+    assert parts["equivariant"]["factors"]["pose"]["accuracy"] == 0.0
+    assert parts["equivariant"]["canonical_accuracy"] == 1.0
+    assert robustness._part_accuracies(SimpleNamespace(projector=None), clean, y, sets) == {}
 
 
 def test_supervised_reference_learns_the_labels():

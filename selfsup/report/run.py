@@ -50,6 +50,10 @@ def _robustness_section(res: dict) -> str:
     """``selfsup robustness``'s table and bar plot."""
     rows = [{"test set": "canonical", "accuracy": res["canonical_accuracy"], "drop": 0.0}]
     rows += [{"test set": f"{f} varied", **r} for f, r in res["factors"].items()]
+    for part, r in res.get("parts", {}).items():  # SIE: the invariant and equivariant parts
+        rows[0][f"{part} part"] = r["canonical_accuracy"]
+        for row, f in zip(rows[1:], r["factors"], strict=True):
+            row[f"{part} part"] = r["factors"][f]["accuracy"]
     head = f"<h2>Robustness under controlled factors (layer {html.escape(res['layer'])})</h2>"
     return head + table(rows) + figure_to_img(robustness_plot(res))
 

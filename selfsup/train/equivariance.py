@@ -54,7 +54,7 @@ def _target(t: torch.Tensor, name: str) -> torch.Tensor:
     return torch.cat((torch.cos(angle), torch.sin(angle)), 1)
 
 
-def _parts(model: SSLModel, h: torch.Tensor) -> dict[str, torch.Tensor]:
+def representation_parts(model: SSLModel, h: torch.Tensor) -> dict[str, torch.Tensor]:
     """The representation and, for SIE, its invariant and equivariant parts."""
     if not isinstance(model.projector, SplitHead):
         return {"whole": h}
@@ -101,7 +101,10 @@ def evaluate_equivariance(
         for split in ("train", "test")
     }
     y_tr, y_te = c.data.train.y.to(c.device), c.data.test.y.to(c.device)
-    parts_tr, parts_te = _parts(c.model, feats["train"][rep]), _parts(c.model, feats["test"][rep])
+    parts_tr, parts_te = (
+        representation_parts(c.model, feats["train"][rep]),
+        representation_parts(c.model, feats["test"][rep]),
+    )
     result: dict = {"run_dir": str(run_dir), "checkpoint": ckpt_path.name, "method": c.cfg.method.name}
     result["classification"] = {
         k: linear_probe(parts_tr[k], y_tr, parts_te[k], y_te).accuracy for k in parts_tr
@@ -118,7 +121,7 @@ def evaluate_equivariance(
     result["colour_r2"] = {"whole": r2("whole", "colour")}
     colour = isinstance(c.views, TransformPairs) and c.views.colour
     result["retrieval"] = _retrieval(c, te, feats["test"][proj], colour)
-    mon = _parts(c.model, embed(c.model, monitor_subset(c), c.device, [rep])[rep])
+    mon = representation_parts(c.model, embed(c.model, monitor_subset(c), c.device, [rep])[rep])
     result["rankme"] = {k: rankme(v) for k, v in mon.items()}
     result["dims"] = {k: int(v.shape[1]) for k, v in mon.items()}
     (Path(run_dir) / "equivariance.json").write_text(json.dumps(result, indent=2))

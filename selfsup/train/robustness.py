@@ -7,7 +7,9 @@ objects and, for each factor (pose, position, size, background, lighting, colour
 test objects with only that factor varied. The drop from the canonical accuracy is the cost of not having
 seen that variation: the first question of "The Robustness Limits of SoTA Vision Models to Natural
 Variation". The probe is the deterministic L-BFGS :func:`~selfsup.probes.linear_probe`, refitted on the
-same canonical features for every test set.
+same canonical features for every test set. For SIE, whose representation is split into an invariant and
+an equivariant part, the backbone output is also scored part by part (``parts`` in the result): does the
+split buy robustness to pose?
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from selfsup.errors import SelfsupError
 from selfsup.methods import resolve_layer
 from selfsup.probes import linear_probe
 from selfsup.train.components import Components, load_run, workers
+from selfsup.train.equivariance import representation_parts
 from selfsup.train.evaluate import embed
 
 
@@ -58,24 +61,39 @@ def evaluate_robustness(run_dir: str | Path, layer: str | None = None, views: in
     x_tr, y_tr = features(train_ids)
     sets = {"canonical": features(test_ids)}
     sets.update({f: features(test_ids, f, views) for f in VARIED})
-    acc = {name: linear_probe(x_tr, y_tr, x, y).accuracy for name, (x, y) in sets.items()}
-    result = {
-        "run_dir": str(run_dir),
-        "checkpoint": ckpt_path.name,
-        "method": c.cfg.method.name,
-        "layer": layer,
-        "canonical_accuracy": acc["canonical"],
-        "factors": {f: {"accuracy": acc[f], "drop": acc["canonical"] - acc[f]} for f in VARIED},
-        "ranges": {f: {"option": o, "range": r} for f, (o, r) in VARIED.items()},
-        "seen_unseen": _seen_unseen(params, x_tr, y_tr, sets),
-        "n_train": len(x_tr),
-        "n_test": {name: len(x) for name, (x, _) in sets.items()},
-    }
+    result = {"run_dir": str(run_dir), "checkpoint": ckpt_path.name, "method": c.cfg.method.name}
+    result.update(layer=layer, **_accuracies(x_tr, y_tr, sets))
+    backbone = layer == resolve_layer("backbone", c.model.layer_names)
+    result["parts"] = _part_accuracies(c.model, x_tr, y_tr, sets) if backbone else {}
+    result.update(
+        ranges={f: {"option": o, "range": r} for f, (o, r) in VARIED.items()},
+        seen_unseen=_seen_unseen(params, x_tr, y_tr, sets),
+        n_train=len(x_tr),
+        n_test={name: len(x) for name, (x, _) in sets.items()},
+    )
     run_dir = Path(run_dir)
     (run_dir / "robustness.json").write_text(json.dumps(result, indent=2))
     robustness_plot(result).savefig(run_dir / "robustness.png", dpi=100, bbox_inches="tight")
     plt.close("all")
     return result
+
+
+def _accuracies(x_tr, y_tr, sets: dict) -> dict:
+    """The probe's canonical accuracy and, per factor, its accuracy and drop from canonical."""
+    acc = {name: linear_probe(x_tr, y_tr, x, y).accuracy for name, (x, y) in sets.items()}
+    factors = {f: {"accuracy": acc[f], "drop": acc["canonical"] - acc[f]} for f in VARIED}
+    return {"canonical_accuracy": acc["canonical"], "factors": factors}
+
+
+def _part_accuracies(model, x_tr, y_tr, sets: dict) -> dict:
+    """For SIE's split representation, :func:`_accuracies` of its invariant and its equivariant part."""
+    train = representation_parts(model, x_tr)
+    test = {name: (representation_parts(model, x), y) for name, (x, y) in sets.items()}
+    return {
+        k: _accuracies(train[k], y_tr, {name: (p[k], y) for name, (p, y) in test.items()})
+        for k in train
+        if k != "whole"
+    }
 
 
 def _seen_unseen(params: dict, x_tr, y_tr, sets: dict) -> dict | None:
