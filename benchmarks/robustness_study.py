@@ -8,11 +8,13 @@ scored by `selfsup robustness`: a linear probe trained on canonical renders, tes
 and with the factor varied; for the half-classes runs, on the classes that saw the variation and the others.
 
     python benchmarks/robustness_study.py [--factor pose] [--fractions 0 0.1 0.5 1] [--seeds 0]
-        [--methods vicreg sie supervised] [--epochs 10] [--instances 30] [--views 20]
+        [--methods vicreg sie supervised] [--epochs 10] [--instances 30] [--views 20] [--rescore]
     python benchmarks/robustness_study.py --main [--seeds 0 1 2]
     python benchmarks/robustness_study.py --table
 
-Writes benchmarks/results/robustness_objects3d.json; run directories stay in runs/bench/robust-*/.
+Writes benchmarks/results/robustness_objects3d.json; run directories stay in runs/bench/robust-*/, and
+`--rescore` scores them again without training (after a change to `selfsup robustness`). "unseen as seen" is
+how often a varied render of an unseen-variation class is put into a seen-variation class (chance: 0.5).
 
 `--main` is the per-factor table of the main objects3d runs instead: `selfsup robustness` on the runs of
 benchmarks/sie_study.py (SIE, SIE without split, VICReg: runs/bench/sie-METHOD-sSEED) and on the supervised
@@ -58,14 +60,15 @@ def run(method: str, diversity: dict, seed: int, args) -> dict:
     cmd = [sys.executable, "-m", "selfsup", "train", "--config", f"configs/{method}-objects3d.yaml"]
     cmd += [f"data.load_args={json.dumps(load)}", f"train.epochs={args.epochs}", f"train.seed={seed}"]
     cmd += [f"train.out_dir={run_dir.parent}", f"train.name={run_dir.name}", "train.lidar_samples=0"]
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    for c in (cmd, [sys.executable, "-m", "selfsup", "robustness", str(run_dir)]):
-        sh(c)
+    if not (args.rescore and (run_dir / "summary.json").is_file()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        sh(cmd)
+    sh([sys.executable, "-m", "selfsup", "robustness", str(run_dir)])
     res = json.loads((run_dir / "robustness.json").read_text())
     out = {"canonical": res["canonical_accuracy"], "varied": res["factors"][args.factor]["accuracy"]}
     if res.get("seen_unseen"):
-        out.update(seen=res["seen_unseen"]["seen_classes"], unseen=res["seen_unseen"]["unseen_classes"])
+        su = res["seen_unseen"]
+        out.update(seen=su["seen_classes"], unseen=su["unseen_classes"], unseen_as_seen=su["unseen_as_seen"])
     out["all_factors"] = {f: r["accuracy"] for f, r in res["factors"].items()}
     if res["parts"]:  # SIE: the invariant part's accuracy on the varied set
         out["varied_invariant_part"] = res["parts"]["invariant"]["factors"][args.factor]["accuracy"]
@@ -105,13 +108,24 @@ def main_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+#: the diversity table's columns: result key -> header ("-" where a run has no such value)
+COLUMNS = {
+    "canonical": "canonical acc",
+    "varied": "varied acc",
+    "varied_invariant_part": "varied acc, SIE invariant part",
+    "seen": "seen classes",
+    "unseen": "unseen classes",
+    "unseen_as_seen": "unseen as seen",
+}
+
+
 def table(data: dict) -> str:
-    lines = ["| method | training data | canonical acc | varied acc | seen classes | unseen classes |"]
-    lines.append("|---|---|---|---|---|---|")
+    lines = ["| method | training data | " + " | ".join(COLUMNS.values()) + " |"]
+    lines.append("|---|---|" + "---|" * len(COLUMNS))
     for method, entries in data["runs"].items():
         for tag, seeds in entries.items():
             cells = []
-            for key in ("canonical", "varied", "seen", "unseen"):
+            for key in COLUMNS:
                 vals = [100 * r[key] for r in seeds.values() if key in r]
                 sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                 cells.append(f"{statistics.fmean(vals):.1f} +- {sd:.1f}" if vals else "-")
@@ -124,12 +138,13 @@ def table(data: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--factor", default="pose")
-    ap.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.1, 0.5, 1.0])
+    ap.add_argument("--fractions", type=float, nargs="*", default=[0.0, 0.1, 0.5, 1.0])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--instances", type=int, default=30)
     ap.add_argument("--views", type=int, default=20)
+    ap.add_argument("--rescore", action="store_true", help="score existing run directories, no training")
     ap.add_argument("--main", action="store_true", help="the per-factor table of the main runs instead")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()

@@ -132,7 +132,10 @@ def test_seen_and_unseen_classes_are_scored_apart():
     params = {"classes": 4, "diversity": {"factor": "pose", "fraction": 1.0, "classes": "half"}}
     sets = {"pose": (x_te, torch.arange(4))}
     out = robustness._seen_unseen(params, x_tr, y_tr, sets)
-    assert out == {"factor": "pose", "seen_classes": 1.0, "unseen_classes": 0.0}
+    assert out == {"factor": "pose", "seen_classes": 1.0, "unseen_classes": 0.0, "unseen_as_seen": 0.0}
+    x_te = torch.eye(4)[[0, 1, 0, 3]] * 5  # class 2 taken for class 0 (seen): half the unseen renders
+    out = robustness._seen_unseen(params, x_tr, y_tr, {"pose": (x_te, torch.arange(4))})
+    assert out["unseen_classes"] == 0.5 and out["unseen_as_seen"] == 0.5
     assert robustness._seen_unseen({"classes": 4}, x_tr, y_tr, sets) is None
 
 

@@ -98,14 +98,24 @@ def _part_accuracies(model, x_tr, y_tr, sets: dict) -> dict:
 
 def _seen_unseen(params: dict, x_tr, y_tr, sets: dict) -> dict | None:
     """For a run trained with ``diversity: {classes: half}`` (the factor varied in the first half of the
-    classes only): the varied test set's accuracy on the classes that saw the variation and on the others."""
+    classes only): the varied test set's accuracy on the classes that saw the variation and on the others,
+    and how often the probe puts a varied render of an unseen-variation class into a seen-variation class
+    (``unseen_as_seen``; a class is ``c`` when the accuracy against the constant label ``c`` is 1)."""
     div = params.get("diversity")
     if not div or div["classes"] != "half":
         return None
     x, y = sets[div["factor"]]
-    seen = y < params["classes"] // 2
+    half = params["classes"] // 2
+    seen = y < half
     acc = {g: linear_probe(x_tr, y_tr, x[m], y[m]).accuracy for g, m in (("seen", seen), ("unseen", ~seen))}
-    return {"factor": div["factor"], "seen_classes": acc["seen"], "unseen_classes": acc["unseen"]}
+    x_un = x[~seen]
+    as_seen = sum(linear_probe(x_tr, y_tr, x_un, torch.full((len(x_un),), c)).accuracy for c in range(half))
+    return {
+        "factor": div["factor"],
+        "seen_classes": acc["seen"],
+        "unseen_classes": acc["unseen"],
+        "unseen_as_seen": as_seen,
+    }
 
 
 def robustness_plot(result: dict) -> plt.Figure:
