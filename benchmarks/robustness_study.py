@@ -10,9 +10,9 @@ and with the factor varied; for the half-classes runs, on the classes that saw t
     python benchmarks/robustness_study.py [--factor pose] [--fractions 0 0.1 0.5 1] [--seeds 0]
         [--methods vicreg sie supervised] [--epochs 10] [--instances 30] [--views 20] [--rescore]
     python benchmarks/robustness_study.py --main [--seeds 0 1 2]
-    python benchmarks/robustness_study.py --table
+    python benchmarks/robustness_study.py --table [--factor pose]
 
-Writes benchmarks/results/robustness_objects3d.json; run directories stay in runs/bench/robust-*/, and
+Writes benchmarks/results/robustness_objects3d_FACTOR.json; run directories stay in runs/bench/robust-*/, and
 `--rescore` scores them again without training (after a change to `selfsup robustness`). "unseen as seen" is
 how often a varied render of an unseen-variation class is put into a seen-variation class (chance: 0.5).
 
@@ -36,8 +36,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "robustness_objects3d.json"
-OUT_MAIN = ROOT / "benchmarks" / "results" / "robustness_objects3d_main.json"
+RESULTS = ROOT / "benchmarks" / "results"
+OUT_MAIN = RESULTS / "robustness_objects3d_main.json"
 METHODS = ("vicreg", "sie", "supervised")
 #: the main runs' names in the table -> their run directories' prefix under runs/bench
 MAIN = {
@@ -119,11 +119,17 @@ COLUMNS = {
 }
 
 
+def _setting_order(item: tuple[str, dict]) -> tuple[bool, float]:
+    """Tags "p=F (all classes)" by F, then "p=F (half classes)"."""
+    tag = item[0]
+    return "half" in tag, float(tag.split()[0].removeprefix("p="))
+
+
 def table(data: dict) -> str:
     lines = ["| method | training data | " + " | ".join(COLUMNS.values()) + " |"]
     lines.append("|---|---|" + "---|" * len(COLUMNS))
     for method, entries in data["runs"].items():
-        for tag, seeds in entries.items():
+        for tag, seeds in sorted(entries.items(), key=_setting_order):
             cells = []
             for key in COLUMNS:
                 vals = [100 * r[key] for r in seeds.values() if key in r]
@@ -159,7 +165,8 @@ def main() -> None:
             OUT_MAIN.write_text(json.dumps(data, indent=2))
         print(main_table(data))
         return
-    data = json.loads(OUT.read_text()) if OUT.exists() else {"runs": {}}
+    out = RESULTS / f"robustness_objects3d_{args.factor}.json"
+    data = json.loads(out.read_text()) if out.exists() else {"runs": {}}
     if not args.table:
         settings = [{"factor": args.factor, "fraction": p, "classes": "all"} for p in args.fractions]
         settings.append({"factor": args.factor, "fraction": 1.0, "classes": "half"})
@@ -172,7 +179,7 @@ def main() -> None:
                         method, d, seed, args
                     )
                     stamp(data)
-                    OUT.write_text(json.dumps(data, indent=2))
+                    out.write_text(json.dumps(data, indent=2))
     print(table(data))
 
 
