@@ -101,10 +101,8 @@ def evaluate_equivariance(
         for split in ("train", "test")
     }
     y_tr, y_te = c.data.train.y.to(c.device), c.data.test.y.to(c.device)
-    parts_tr, parts_te = (
-        representation_parts(c.model, feats["train"][rep]),
-        representation_parts(c.model, feats["test"][rep]),
-    )
+    parts_tr = representation_parts(c.model, feats["train"][rep])
+    parts_te = representation_parts(c.model, feats["test"][rep])
     result: dict = {"run_dir": str(run_dir), "checkpoint": ckpt_path.name, "method": c.cfg.method.name}
     result["classification"] = {
         k: linear_probe(parts_tr[k], y_tr, parts_te[k], y_te).accuracy for k in parts_tr
