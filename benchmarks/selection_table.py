@@ -2,8 +2,10 @@
 
 Reads the `selfsup sweep summary --json` files written by benchmarks/selection_study.sh and, for every trial,
 the last monitor record of its run (RankMe, alpha-ReQ, LiDAR of the backbone). Picks per metric: RankMe
-highest, LiDAR highest, alpha-ReQ closest to 1 (Agrawal et al. 2022). Kendall tau (scipy) between each
-metric and linear-probe accuracy; gap = oracle accuracy - pick accuracy, in points.
+highest (of the backbone and of the projector output), LiDAR highest, alpha-ReQ closest to 1 (Agrawal et
+al. 2022). Kendall tau (scipy) between each metric and linear-probe accuracy; gap = oracle accuracy - pick
+accuracy, in points. "rankme_safe" is the backbone RankMe pick among the runs the sweep did not flag as
+unsafe (selfsup/select/flags.py; all runs when every one is flagged), as the sweep itself picks.
 
     python benchmarks/selection_table.py benchmarks/results/selection
 """
@@ -18,6 +20,7 @@ from scipy import stats
 
 METRICS = {
     "rankme": ("backbone/rankme", lambda v: v),
+    "rankme_projector": ("projector/rankme", lambda v: v),
     "lidar": ("backbone/lidar", lambda v: v),
     "alpha_req": ("backbone/alpha_req", lambda v: -abs(v - 1.0)),
 }
@@ -26,6 +29,17 @@ METRICS = {
 def last_monitor(sweep_dir: str, run_dir: str) -> dict:
     lines = (Path(sweep_dir) / run_dir / "metrics.jsonl").read_text().splitlines()
     return json.loads(lines[-1])
+
+
+def _pick(utility: list, among, acc: list, tau: float, values: list) -> dict:
+    """The run of highest utility among ``among`` (ties: first in sweep order) and its gap to the oracle."""
+    i = max(among, key=lambda j: (utility[j], -j))
+    return {
+        "pick_acc": acc[i],
+        "gap_points": 100 * (max(acc) - acc[i]),
+        "kendall_tau": tau,
+        "pick_value": values[i],
+    }
 
 
 def analyse(summary: dict) -> dict:
@@ -38,38 +52,39 @@ def analyse(summary: dict) -> dict:
         "oracle_acc": oracle,
         "values": [next(iter(t["params"].values())) for t in trials],
     }
+    safe = [i for i, t in enumerate(trials) if not t.get("flags")] or list(range(len(trials)))
     for name, (key, utility) in METRICS.items():
         vals = [last_monitor(summary["sweep_dir"], t["run_dir"]).get(key) for t in trials]
         if any(v is None for v in vals):
             continue
         u = [utility(v) for v in vals]
-        pick = max(range(len(u)), key=lambda i: (u[i], -i))  # ties: first in sweep order
-        out[name] = {
-            "pick_acc": acc[pick],
-            "gap_points": 100 * (oracle - acc[pick]),
-            "kendall_tau": float(stats.kendalltau(u, acc).statistic),
-            "pick_value": out["values"][pick],
-        }
+        tau = float(stats.kendalltau(u, acc).statistic)
+        out[name] = _pick(u, range(len(u)), acc, tau, out["values"])
+        if name == "rankme":
+            out["rankme_safe"] = _pick(u, safe, acc, tau, out["values"])
+    out["excluded"] = {str(out["values"][i]): t["flags"] for i, t in enumerate(trials) if t.get("flags")}
     return out
 
 
 def main(directory: str) -> None:
     d = Path(directory)
-    rows = [analyse(json.loads(p.read_text())) for p in sorted(d.glob("*-mnist1d.json"))]
+    rows = [analyse(json.loads(p.read_text())) for p in sorted(d.glob("*-mnist1d*.json"))]
+    names = ("rankme", "rankme_safe", "rankme_projector", "alpha_req", "lidar")
     mean = {
-        m: sum(r[m]["gap_points"] for r in rows if m in r) / max(1, sum(m in r for r in rows))
-        for m in METRICS
+        m: sum(r[m]["gap_points"] for r in rows if m in r) / max(1, sum(m in r for r in rows)) for m in names
     }
     (d / "summary.json").write_text(json.dumps({"sweeps": rows, "mean_gap_points": mean}, indent=2))
-    print("| sweep | runs | oracle | RankMe pick (gap, tau) | alpha-ReQ (gap, tau) | LiDAR (gap, tau) |")
-    print("|---|---|---|---|---|---|")
+    heads = ("RankMe", "RankMe, safe runs", "RankMe of the projector", "alpha-ReQ", "LiDAR")
+    print("| sweep | runs | oracle | " + " | ".join(f"{h} pick (gap, tau)" for h in heads) + " | excluded |")
+    print("|---|---|---|" + "---|" * (len(heads) + 1))
     for r in rows:
         cells = [
             f"{100 * r[m]['pick_acc']:.1f} % ({r[m]['gap_points']:.1f}, {r[m]['kendall_tau']:.2f})"
             if m in r
             else "-"
-            for m in ("rankme", "alpha_req", "lidar")
+            for m in names
         ]
+        cells.append(", ".join(f"{v}: {'+'.join(f)}" for v, f in r["excluded"].items()) or "-")
         print(f"| {r['sweep']} | {r['n']} | {100 * r['oracle_acc']:.1f} % | " + " | ".join(cells) + " |")
     print("mean gap (points): " + ", ".join(f"{m} {v:.2f}" for m, v in mean.items()))
 
