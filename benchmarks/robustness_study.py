@@ -92,17 +92,21 @@ def main_run(name: str, seed: int) -> dict:
     return {"all": accuracies(res), **{part: accuracies(r) for part, r in res["parts"].items()}}
 
 
+def mean_sd(vals: list[float]) -> str:
+    """ "mean +- std" over seeds (std 0 for one seed), "-" for none."""
+    if not vals:
+        return "-"
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.fmean(vals):.1f} +- {sd:.1f}"
+
+
 def main_table(data: dict) -> str:
     """Mean +- std over seeds of each main run's (and SIE part's) accuracy per test set, in %."""
     first = next(iter(next(iter(data["runs"].values())).values()))["all"]
     lines = ["| run | " + " | ".join(first) + " |", "|---|" + "---|" * len(first)]
     for name, seeds in data["runs"].items():
         for part in next(iter(seeds.values())):
-            cells = []
-            for key in first:
-                vals = [100 * r[part][key] for r in seeds.values()]
-                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                cells.append(f"{statistics.fmean(vals):.1f} +- {sd:.1f}")
+            cells = [mean_sd([100 * r[part][key] for r in seeds.values()]) for key in first]
             label = name if part == "all" else f"{name}, {part} part"
             lines.append(f"| {label} ({len(seeds)} seeds) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -130,11 +134,7 @@ def table(data: dict) -> str:
     lines.append("|---|---|" + "---|" * len(COLUMNS))
     for method, entries in data["runs"].items():
         for tag, seeds in sorted(entries.items(), key=_setting_order):
-            cells = []
-            for key in COLUMNS:
-                vals = [100 * r[key] for r in seeds.values() if key in r]
-                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                cells.append(f"{statistics.fmean(vals):.1f} +- {sd:.1f}" if vals else "-")
+            cells = [mean_sd([100 * r[key] for r in seeds.values() if key in r]) for key in COLUMNS]
             lines.append(
                 f"| {method} | {data['factor']} {tag} ({len(seeds)} seeds) | " + " | ".join(cells) + " |"
             )
