@@ -111,53 +111,84 @@ def evaluate(
     seeds: int = typer.Option(3, "--seeds", help="seeds (supervised baseline, ridge split, solvers)"),
     sup_epochs: int = typer.Option(20, "--sup-epochs", help="epochs of the supervised regression baseline"),
     solver_steps: int = typer.Option(300, "--solver-steps", help="training steps of each time-stepper"),
+    solver: str = typer.Option("small", "--solver", help="time-stepper: small (ours) or lpsda (LPSDA's CNN)"),
     history: int = typer.Option(20, "--history", help="input steps of the time-stepper"),
     future: int = typer.Option(20, "--future", help="steps predicted per call of the time-stepper"),
+    start: int = typer.Option(20, "--start", help="first input step of the test rollout (LPSDA: 20)"),
+    grid: bool = typer.Option(True, "--grid/--no-grid", help="give the solver log dx, log dt as inputs"),
+    cond_dim: int = typer.Option(8, "--cond-dim", help="principal components of the code (0: all)"),
+    cond_dropout: float = typer.Option(0.0, "--cond-dropout", help="dropout on the code while training"),
+    diagnostics: str = typer.Option("oracle", "--diagnostics", help="extra codes: oracle,random or none"),
     layer: str = typer.Option(None, "--layer", help="representation layer (default: backbone output)"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
     skip: list[str] = typer.Option([], "--skip", help="skip 'regression' or 'timestepping'"),
     solver_dilated: bool = typer.Option(
-        True, "--solver-dilated/--solver-plain", help="dilated (default) or plain time-stepper convolutions"
+        True, "--solver-dilated/--solver-plain", help="small solver: dilated (default) or plain convolutions"
     ),
     conditioning: str = typer.Option("shift", "--conditioning", help="shift (additive, default) or film"),
 ):
     """Coefficient regression (SSL + ridge vs supervised) and time-stepping (with/without the representation).
 
-    Writes RUN_DIR/pde_eval.json and prints a table (mean +- std over seeds).
+    Writes RUN_DIR/pde_eval.json and prints a table (mean +- std over seeds). Protocol: docs/pde-protocol.md.
     """
     from selfsup.pde.evaluate import evaluate_run
+    from selfsup.pde.stepping import SolverSpec
 
     for s in skip:
         if s not in ("regression", "timestepping"):
             raise ConfigError(f"--skip takes 'regression' or 'timestepping', got '{s}'")
-    r = evaluate_run(
-        run_dir,
-        seeds,
-        sup_epochs,
-        solver_steps,
-        history,
-        future,
-        layer,
-        device,
-        skip=tuple(skip),
-        solver_dilated=solver_dilated,
+    spec = SolverSpec(
+        arch=solver,
+        steps=solver_steps,
+        history=history,
+        future=future,
+        start=start,
+        grid=grid,
+        dilated=solver_dilated,
         conditioning=conditioning,
+        cond_dropout=cond_dropout,
     )
-    table = Table(title=f"{r['equation']}: {run_dir} ({len(r['seeds'])} seeds, layer {r['layer']})")
-    for col in ("task", "target", "method", "mean", "std"):
-        table.add_column(col, no_wrap=True)
+    diag = () if diagnostics.strip() in ("", "none") else tuple(d.strip() for d in diagnostics.split(","))
+    r = evaluate_run(run_dir, seeds, sup_epochs, spec, cond_dim or None, diag, layer, device, tuple(skip))
+    for table in _evaluation_tables(r, run_dir):
+        console.print(table)
+    typer.echo(f"wrote {Path(run_dir) / 'pde_eval.json'} ({r['seconds']:.0f} s)")
+
+
+def _pm(v: dict) -> str:
+    return f"{v['mean']:.4g}" if len(v["values"]) == 1 else f"{v['mean']:.4g} ± {v['std']:.2g}"
+
+
+def _evaluation_tables(r: dict, run_dir: Path) -> list[Table]:
+    """Rich tables of a ``pde_eval.json`` result: regression errors per target, rollout errors per code."""
+    title = f"{r['equation']}: {run_dir} ({len(r['seeds'])} seeds, layer {r['layer']})"
+    tables = []
     reg = r.get("regression", {})
-    for name in reg.get("targets", []):
-        for kind in ("ssl_linear", "supervised"):
-            v = reg[kind][name]
-            table.add_row("regression", name, kind, f"{v['mean']:.4g}", f"{v['std']:.2g}")
-        table.add_row("regression", name, "train mean", f"{reg['mean'][name]:.4g}", "-")
+    if reg.get("targets"):
+        table = Table(title=f"{title}: coefficient regression")
+        for col in ("target", "method", "rel. error", "NMSE"):
+            table.add_column(col, no_wrap=True)
+        for name in reg["targets"]:
+            for kind in ("ssl_linear", "supervised"):
+                table.add_row(name, kind, _pm(reg[kind][name]), _pm(reg[f"{kind}_nmse"][name]))
+            table.add_row(name, "train mean", f"{reg['mean'][name]:.4g}", f"{reg['mean_nmse'][name]:.4g}")
+        table.caption = "relative error |pred - true| / |true|; NMSE mean (pred - true)^2 / mean true^2"
+        tables.append(table)
     ts = r.get("timestepping")
     if ts:
-        target = f"{ts['history']}->{ts['future']} x{ts['rollout_steps'] // ts['future']}"
-        for kind in ("baseline", "ssl_conditioned"):
-            v = ts[kind]
-            table.add_row("time-stepping", target, kind, f"{v['mean']:.4g}", f"{v['std']:.2g}")
-    table.caption = "regression: relative error |pred - true| / true; time-stepping: rollout NMSE"
-    console.print(table)
-    typer.echo(f"wrote {Path(run_dir) / 'pde_eval.json'} ({r['seconds']:.0f} s)")
+        sv, share = ts["solver"], ts.get("fraction_of_oracle_gain", {})
+        table = Table(title=f"{title}: time-stepping, {sv['arch']} solver, {sv['steps']} steps")
+        for col in ("code", "NMSE (LPSDA)", "NMSE (global)", "oracle gain"):
+            table.add_column(col, no_wrap=True)
+        for kind in ("baseline", "ssl_conditioned", "oracle", "random"):
+            if kind in ts:
+                gain = "" if kind not in share else "no gain" if share[kind] is None else f"{share[kind]:.0%}"
+                table.add_row(kind, _pm(ts[kind]["nmse_sum"]), _pm(ts[kind]["nmse_global"]), gain)
+        first, last = sv["start"], sv["start"] + sv["history"] - 1
+        table.caption = (
+            f"rollout of {ts['rollout_steps']} steps from input steps {first}-{last}; "
+            "LPSDA: per-step NMSE summed over the steps; global: sum err^2 / sum u^2; oracle gain: "
+            "(baseline - code) / (baseline - oracle) of the mean LPSDA NMSE"
+        )
+        tables.append(table)
+    return tables

@@ -335,3 +335,11 @@ def test_cli_errors_exit_2(tmp_path):
     assert res.exit_code == 2 and "no such HDF5 file" in res.output
     res = runner.invoke(pde_app, ["generate", "kdv", "-o", str(tmp_path / "x.h5"), "-p", "nx"])
     assert res.exit_code == 2 and "KEY=VALUE" in res.output
+    for bad, hint in (
+        (["--solver", "lpsd"], "small, lpsda"),
+        (["--conditioning", "concat"], "shift, film"),
+        (["--cond-dropout", "1.5"], "cond_dropout"),
+        (["--diagnostics", "orcale"], "oracle, random"),
+    ):
+        res = runner.invoke(pde_app, ["evaluate", str(tmp_path), *bad])
+        assert res.exit_code == 2 and "error:" in res.output and hint in res.output, (bad, res.output)

@@ -13,6 +13,7 @@ from selfsup.errors import ConfigError, SelfsupError, ShapeError
 from selfsup.models import build_backbone
 from selfsup.pde import generate, residual, write_h5
 from selfsup.pde.datasets import to_samples
+from selfsup.pde.stepping import SolverSpec
 from selfsup.pde.views import PDEViews
 from selfsup.views import build_views
 
@@ -158,32 +159,42 @@ def test_fit_then_evaluate_tiny(cache):
         }
     )
     fit(cfg, run_dir=cache / "run", progress=False)
-    r = evaluate_run(cache / "run", seeds=2, sup_epochs=1, solver_steps=3)
+    spec = SolverSpec(steps=3, history=5, future=5, start=5, checks=2)
+    r = evaluate_run(
+        cache / "run", seeds=2, sup_epochs=1, solver=spec, cond_dim=2, diagnostics=("oracle", "random")
+    )
     saved = json.loads((cache / "run" / "pde_eval.json").read_text())
-    assert saved["regression"]["targets"] == ["nu"]
-    for kind in ("ssl_linear", "supervised"):
-        v = saved["regression"][kind]["nu"]
+    reg = saved["regression"]
+    assert reg["targets"] == ["nu"] and reg["log_targets"] == ["nu"]
+    for kind in ("ssl_linear", "supervised", "ssl_linear_nmse", "supervised_nmse"):
+        v = reg[kind]["nu"]
         assert set(v) == {"mean", "std", "values"} and len(v["values"]) == 2
         assert math.isfinite(v["mean"]) and math.isfinite(v["std"])
-    assert math.isfinite(saved["regression"]["mean"]["nu"])
+    assert math.isfinite(reg["mean"]["nu"]) and math.isfinite(reg["mean_nmse"]["nu"])
     ts = saved["timestepping"]
-    assert ts["rollout_steps"] == 20 and ts["history"] == 20
-    for kind in ("baseline", "ssl_conditioned"):
-        assert math.isfinite(ts[kind]["mean"]) and len(ts[kind]["values"]) == 2
+    assert (
+        ts["rollout_steps"] == 30 and ts["solver"]["history"] == 5 and ts["n_valid"] == 2
+    )  # 40 - 5 - 5 steps
+    for kind in ("baseline", "ssl_conditioned", "oracle", "random"):
+        assert len(ts[kind]["nmse_sum"]["values"]) == 2 and math.isfinite(ts[kind]["nmse_global"]["mean"])
+        assert all(1 <= s <= 3 for s in ts[kind]["best_step"])
+    assert set(ts["fraction_of_oracle_gain"]) == {"ssl_conditioned", "oracle", "random"}
+    assert ts["fraction_of_oracle_gain"]["oracle"] in (pytest.approx(1.0), None)
     assert r["equation"] == "burgers"
-    assert ts["solver"] == {"depth": 5, "dilated": True, "conditioning": "shift", "receptive_field_cells": 64}
-    r = evaluate_run(
-        cache / "run",
-        seeds=1,
-        solver_steps=2,
-        skip=("regression",),
-        conditioning="film",
-        solver_dilated=False,
+    assert (
+        ts["solver"]["dilated"] and ts["solver"]["conditioning"] == "shift" and ts["solver"]["cond_dim"] == 2
     )
+    assert ts["solver"]["receptive_field_cells"] == 64
+    plain = SolverSpec(steps=2, history=5, future=5, conditioning="film", dilated=False, grid=False)
+    r = evaluate_run(cache / "run", seeds=1, solver=plain, diagnostics=(), skip=("regression",))
     assert "regression" not in r and r["timestepping"]["solver"]["conditioning"] == "film"
-    assert r["timestepping"]["solver"]["receptive_field_cells"] == 12
+    assert r["timestepping"]["solver"]["receptive_field_cells"] == 12 and "oracle" not in r["timestepping"]
     with pytest.raises(ConfigError, match="conditioning"):
-        evaluate_run(cache / "run", seeds=1, conditioning="concat")
+        SolverSpec(conditioning="concat")
+    with pytest.raises(ConfigError, match="oracle, random"):
+        evaluate_run(cache / "run", seeds=1, solver=plain, diagnostics=("orcale",), skip=("regression",))
+    with pytest.raises(ConfigError, match="start \\+ history \\+ future = 60"):
+        evaluate_run(cache / "run", seeds=1, skip=("regression",))  # the default 20 + 20 + 20 > 40 steps
 
 
 def test_random_window_is_a_translation():
@@ -203,7 +214,7 @@ def test_random_window_is_a_translation():
 def test_solver_receptive_field(dilated, expected):
     # Analytic: kernel 5 (reach 2 d per layer of dilation d) -> 2 * sum(d) + 2 (output conv) cells each side.
     # Checked empirically: the gradient of one output cell is non-zero exactly within +-receptive_field.
-    from selfsup.pde.evaluate import CNNSolver
+    from selfsup.pde.stepping import CNNSolver
 
     torch.manual_seed(0)
     net = CNNSolver(history=3, future=2, width=8, depth=5, dilated=dilated)
@@ -217,23 +228,23 @@ def test_solver_receptive_field(dilated, expected):
 
 @pytest.mark.parametrize("conditioning, n_mod", [("shift", 1), ("film", 2)])
 def test_solver_conditioning_starts_as_identity_and_uses_the_vector(conditioning, n_mod):
-    from selfsup.pde.evaluate import CNNSolver
+    from selfsup.pde.stepping import CNNSolver
 
     torch.manual_seed(0)
     plain = CNNSolver(history=4, future=2, width=8, depth=3)
     cond = CNNSolver(history=4, future=2, width=8, depth=3, cond_dim=5, conditioning=conditioning)
     cond.load_state_dict(plain.state_dict(), strict=False)  # same convolutions, zero-initialised modulation
-    assert cond.modulation.out_features == n_mod * 8 * 3
+    assert cond.modulation.linear.out_features == n_mod * 8 * 3
     torch.nn.init.normal_(plain.out.weight)
     cond.out.weight.data.copy_(plain.out.weight)
     u, z = torch.randn(3, 4, 32), torch.randn(3, 5)
     torch.testing.assert_close(cond(u, z), plain(u))  # identity at initialisation
-    torch.nn.init.normal_(cond.modulation.weight)
+    torch.nn.init.normal_(cond.modulation.linear.weight)
     assert not torch.allclose(cond(u, z), plain(u))  # and the vector changes the prediction once trained
 
 
 def test_solver_conditioning_is_validated():
-    from selfsup.pde.evaluate import CNNSolver
+    from selfsup.pde.stepping import CNNSolver
 
     with pytest.raises(ConfigError, match="shift, film"):
         CNNSolver(history=4, future=2, conditioning="concat")

@@ -53,7 +53,7 @@ def test_each_equation_has_its_symmetries():
     for equation, names in EXPECTED.items():
         assert set(symmetries(equation)) == names
     strengths = {k: s.strength for k, s in symmetries("kdv").items()}
-    assert strengths == {"time": 1, "space": 1.0, "boost": 0.4, "scale": 0.1}
+    assert strengths == {"time": 1, "space": 1.0, "boost": 0.4, "scale": 0.05}  # LPSDA's U(-0.05, 0.05)
     assert {k: s.strength for k, s in symmetries("ks").items()} == {"time": 1, "space": 1.0, "boost": 0.4}
 
 
@@ -141,6 +141,8 @@ def test_kdv_scaling_changes_grids_not_samples():
     torch.testing.assert_close(out.u, d.u * (-2 * eps).exp()[:, None, None])
     torch.testing.assert_close(out.coeffs["L"], d.coeffs["L"] * eps.exp())
     torch.testing.assert_close(out.coeffs["T"], d.coeffs["T"] * (3 * eps).exp())
+    for k in ("u0_k1", "u0_k2"):  # the initial condition scales with u
+        torch.testing.assert_close(out.coeffs[k], d.coeffs[k] * (-2 * eps).exp())
 
 
 def test_sampler_ranges_and_determinism():

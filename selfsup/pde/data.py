@@ -16,7 +16,8 @@ class PDEData:
     """``n`` trajectories of one equation on periodic grids, each with its own grid and coefficients.
 
     ``u (n, nt, nx)`` float64 or float32; ``x (n, nx)``; ``t (n, nt)`` (absolute times); ``dx, dt (n,)``;
-    ``coeffs``: name -> ``(n,)`` tensor (``L``, ``T`` and ``nu`` where relevant); ``params``: the generator
+    ``coeffs``: name -> ``(n,)`` tensor (``L``, ``T``, ``nu`` and the initial-condition amplitudes ``u0_k1``,
+    ``u0_k2`` where relevant); ``params``: the generator
     parameters (stored as HDF5 attributes).
     """
 

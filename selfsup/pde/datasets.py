@@ -115,8 +115,15 @@ def load_pde_generated(spec: str, seed: int = 0) -> DataSplits:
     if n_train < 1 or n_test < 0:
         raise ConfigError(f"pde-gen: n_train must be >= 1 and n_test >= 0, got {n_train}, {n_test}")
     params = eq.resolve(options)  # validates the generator parameters
-    key = json.dumps(
-        {"eq": eq.name, "params": params, "n": [n_train, n_test], "seed": data_seed, "dtype": "float32"},
+    key = json.dumps(  # "v": the cache format; 2: KdV and KS files also record u0_k1 and u0_k2
+        {
+            "eq": eq.name,
+            "params": params,
+            "n": [n_train, n_test],
+            "seed": data_seed,
+            "dtype": "float32",
+            "v": 2,
+        },
         sort_keys=True,
         default=str,
     )

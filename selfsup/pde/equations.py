@@ -14,7 +14,10 @@ et al., LPSDA, does the same).
 
 Initial conditions: ``u0 = sum_{j<=N} A_j sin(2 pi l_j x / L + phi_j)``, ``A ~ U(-0.5, 0.5)``,
 ``phi ~ U(0, 2 pi)``, ``l`` uniform in ``1..max_mode`` (KdV/KS: ``N = 10``, ``l in {1, 2}``; heat and Burgers:
-``N = 20``, ``l in 1..6``). Heat and Burgers use ``L = 16``, ``T = 2`` and ``nu`` log-uniform in
+``N = 20``, ``l in 1..6``). KdV and KS record, besides ``L`` and ``T``, the initial condition's
+coefficients ``u0_k1`` and ``u0_k2``: the amplitudes ``|sum_{l_j = k} A_j exp(i phi_j)|`` of its Fourier
+modes 1 and 2, which determine ``u0`` up to a translation (the targets of the SSL paper's initial-condition
+regression). Heat and Burgers use ``L = 16``, ``T = 2`` and ``nu`` log-uniform in
 ``[0.2, 1.0]`` (our choice, not the paper's range): at ``nu = 0.2`` the Cole-Hopf field
 ``psi`` already spans up to ``e^30``, and float64 loses the digits of ``u`` where ``psi`` is small, so
 smaller ``nu`` needs a smaller ``amplitude`` (``generate`` refuses a span above ``e^34``).
@@ -52,6 +55,7 @@ class Equation:
     defaults: Mapping[str, Any]
     coeffs: tuple[str, ...]
     linear: Callable[[Tensor], Tensor] | None = None  # symbol of the stiff linear part (ETDRK4 equations)
+    ic_modes: int = 0  # record the amplitudes of the initial condition's Fourier modes 1..ic_modes
 
     def resolve(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated by ``overrides``; unknown keys or bad values raise :class:`ConfigError`."""
@@ -85,6 +89,9 @@ class Equation:
         }
         if "nu" in self.coeffs:
             draws["nu"] = torch.exp(lo + (hi - lo) * U[:, 3 * m + 2])
+        for k in range(1, self.ic_modes + 1):  # u0's mode k is sum_{l_j = k} A_j sin(2 pi k x / L + phi_j)
+            mode = draws["A"] * torch.exp(1j * draws["phi"]) * (draws["l"] == k)
+            draws[f"u0_k{k}"] = mode.sum(1).abs()
         return draws
 
     def solve(
@@ -210,14 +217,20 @@ _HEAT = {**_COMMON, "n_modes": 20, "max_mode": 6, "L": 16.0, "T": 2.0, "jitter":
 
 EQUATIONS: dict[str, Equation] = {
     "kdv": Equation(
-        "kdv", "u_t + u u_x + u_xxx = 0", {**_KDV_KS, "L": 128.0, "T": 100.0}, ("L", "T"), _kdv_symbol
+        "kdv",
+        "u_t + u u_x + u_xxx = 0",
+        {**_KDV_KS, "L": 128.0, "T": 100.0},
+        ("L", "T", "u0_k1", "u0_k2"),
+        _kdv_symbol,
+        ic_modes=2,
     ),
     "ks": Equation(
         "ks",
         "u_t + u u_x + u_xx + u_xxxx = 0",
         {**_KDV_KS, "L": 64.0, "T": 100.0, "nt": 500, "cfl": 0.2},
-        ("L", "T"),
+        ("L", "T", "u0_k1", "u0_k2"),
         _ks_symbol,
+        ic_modes=2,
     ),
     "heat": Equation("heat", "u_t = nu u_xx", _HEAT, ("L", "T", "nu")),
     "burgers": Equation("burgers", "u_t + u u_x = nu u_xx", _HEAT, ("L", "T", "nu")),

@@ -3,8 +3,8 @@
 :func:`evaluate_run` loads a run trained on ``pde:``/``pde-gen:`` data and measures, over ``seeds``:
 
 (a) **coefficient regression** (:func:`coefficient_regression`): every coefficient that varies across the
-    training trajectories (Burgers ``nu``; KdV/KS ``L`` and ``T``) is regressed, as ``log(coeff)``
-    standardised, by
+    training trajectories (Burgers ``nu``; KdV/KS the initial condition's mode amplitudes ``u0_k1``,
+    ``u0_k2`` and the domain ``L``, ``T``) is regressed, standardised (as ``log`` for :data:`LOG_COEFFS`), by
 
     * ``ssl_linear``: :func:`selfsup.probes.ridge_probe` on the frozen representation of the whole
       (uncropped) trajectories; the ridge penalty is the one of :data:`ALPHAS` with the lowest validation
@@ -17,22 +17,24 @@
       other augmentation), predicting from the whole test fields;
     * ``mean``: predicting the training mean (the floor any useful model must beat).
 
-    Metric: relative error ``|pred - true| / true`` averaged over the test trajectories.
+    Metrics over the test trajectories: relative error ``|pred - true| / |true|`` (the paper's Burgers
+    metric) and ``NMSE = mean (pred - true)^2 / mean true^2`` (its KdV/KS metric).
 
-(b) **time-stepping** (:func:`time_stepping`): a small 1-D CNN (circular in x) maps ``history`` steps to the
-    next ``future`` steps (as ``u_last + net(history)``), trained on random windows of the training
-    trajectories with MSE, then rolled out autoregressively on the test trajectories from their first
-    ``history`` steps to the end. ``baseline``: no conditioning; ``ssl_conditioned``: a per-channel shift of
-    every hidden layer (or FiLM scale and shift, ``conditioning="film"``) computed linearly from the frozen,
-    standardised representation of the first ``history`` steps, i.e. of data the solver already has. The
-    solver's convolutions are dilated (see :class:`CNNSolver`). Metric:
-    ``NMSE = mean((pred - target)^2) / mean(target^2)`` over the whole rollout.
+(b) **time-stepping** (:func:`time_stepping`, the solvers and metrics of :mod:`selfsup.pde.stepping`): a
+    neural solver maps ``history`` steps and the grid (``log dx``, ``log dt``) to the next ``future`` steps;
+    it is trained on random windows of 7/8 of the training trajectories, kept at its best validation rollout
+    on the other 1/8, and rolled out on the test trajectories from input steps ``[start, start + history)``
+    to the end (LPSDA: input 20-39, predicted 40-139). Codes (:func:`conditioning_codes`): ``baseline``
+    none; ``ssl_conditioned`` the frozen representation of the solver's first input window, reduced to
+    ``cond_dim`` principal components; diagnostics ``oracle`` (the true coefficients) and ``random``.
+    Metrics: LPSDA's ``nmse_sum`` and our ``nmse_global``; ``fraction_of_oracle_gain`` per code.
 
 Results (mean, std and per-seed values) are written to ``RUN_DIR/pde_eval.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -45,8 +47,12 @@ from torch import nn
 
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import resolve_layer
+from selfsup.pde.stepping import SolverSpec, Trajectories, bottleneck, rollout, standardise, train_solver
 from selfsup.probes import RegressionResult, ridge_probe
 from selfsup.train import Components, embed, load_run
+
+#: Principal components of the representation kept as the solver's conditioning code (``--cond-dim``).
+DEFAULT_COND_DIM = 8
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -82,44 +88,59 @@ def tuned_ridge(
     return ridge_probe(z_tr, y_tr, z_te, y_te, alpha)
 
 
-class _Targets:
-    """The coefficients to regress, as ``log`` (when all are positive) standardised with the training mean
-    and std; :meth:`rel_error` maps standardised predictions back and scores them on the test split."""
+#: Scale coefficients, regressed as ``log(coeff)``; the others (initial-condition amplitudes) as they are.
+LOG_COEFFS = ("L", "T", "nu")
 
-    def __init__(self, y_tr: torch.Tensor, y_te: torch.Tensor):
-        self.use_log = bool((y_tr > 0).all() and (y_te > 0).all())
-        t_tr, t_te = (y.log() if self.use_log else y for y in (y_tr, y_te))
+
+def varying_coefficients(coeffs: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the coefficients that vary across the given trajectories (the regression targets)."""
+    return [k for k, v in coeffs.items() if len(v) > 1 and float(v.std()) > 1e-9 * float(v.abs().mean())]
+
+
+class _Targets:
+    """The coefficients to regress (``log`` for :data:`LOG_COEFFS`), standardised with the training mean and
+    std; :meth:`errors` maps standardised predictions back and scores them on the test split."""
+
+    def __init__(self, names: list[str], y_tr: torch.Tensor, y_te: torch.Tensor):
+        self.log = torch.tensor([k in LOG_COEFFS for k in names])
+        t_tr, t_te = (torch.where(self.log, y.log(), y) for y in (y_tr, y_te))
         self.mu, self.sd = t_tr.mean(0), t_tr.std(0).clamp_min(1e-12)
         self.train, self.test = (t_tr - self.mu) / self.sd, (t_te - self.mu) / self.sd
         self.y_te = y_te
 
-    def rel_error(self, pred_s: torch.Tensor) -> torch.Tensor:
-        """Per-coefficient ``|pred - true| / true``, averaged over the test trajectories."""
+    def errors(self, pred_s: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per coefficient, over the test trajectories: ``rel_error`` = mean ``|pred - true| / |true|`` and
+        ``nmse`` = ``mean (pred - true)^2 / mean true^2``."""
         pred = pred_s * self.sd + self.mu
-        pred = torch.exp(pred) if self.use_log else pred
-        return ((pred - self.y_te).abs() / self.y_te.abs().clamp_min(1e-12)).mean(0)
+        pred = torch.where(self.log, torch.exp(pred), pred)
+        err = pred - self.y_te
+        return {
+            "rel_error": (err.abs() / self.y_te.abs().clamp_min(1e-12)).mean(0),
+            "nmse": (err**2).mean(0) / (self.y_te**2).mean(0).clamp_min(1e-30),
+        }
 
 
 def coefficient_regression(c: Components, layer: str, seeds: list[int], sup_epochs: int) -> dict:
-    """Task (a) of the module docstring for the loaded run ``c``: the result's ``"regression"`` section."""
+    """Task (a) of the module docstring for the loaded run ``c``: the result's ``"regression"`` section.
+    ``ssl_linear``, ``supervised`` and ``mean`` hold the relative error per target, ``*_nmse`` the NMSE."""
     cfg, data = c.cfg, c.data
     coeffs_tr, coeffs_te = data.info["coeffs"]["train"], data.info["coeffs"]["test"]
-    names = [k for k, v in coeffs_tr.items() if len(v) > 1 and float(v.std()) > 1e-9 * float(v.abs().mean())]
-    reg: dict[str, Any] = {"targets": names, "metric": "relative error |pred - true| / true"}
+    names = varying_coefficients(coeffs_tr)
+    reg: dict[str, Any] = {"targets": names, "metric": "relative error |pred - true| / true; NMSE in *_nmse"}
     if not names:
         reg["note"] = "no coefficient varies across the training trajectories"
         return reg
-    y = _Targets(*(torch.stack([coeffs[k] for k in names], 1) for coeffs in (coeffs_tr, coeffs_te)))
-    reg["log_target"] = y.use_log
+    y = _Targets(names, *(torch.stack([coeffs[k] for k in names], 1) for coeffs in (coeffs_tr, coeffs_te)))
+    reg["log_targets"] = [k for k in names if k in LOG_COEFFS]
     z_tr = embed(c.model, data.train.x, c.device, [layer])[layer].cpu()
     z_te = embed(c.model, data.test.x, c.device, [layer])[layer].cpu()
     crop = cfg.data.view_args.get("crop") if (cfg.data.views or "pde") == "pde" else None
-    runs: dict[str, list[torch.Tensor]] = {"ssl_linear": [], "supervised": []}
+    runs: dict[str, list[dict[str, torch.Tensor]]] = {"ssl_linear": [], "supervised": []}
     alphas = []
     for s in seeds:
         ridge = tuned_ridge(z_tr, y.train, z_te, y.test, s)
         alphas.append(ridge.details["alpha"])
-        runs["ssl_linear"].append(y.rel_error(ridge.predictions))
+        runs["ssl_linear"].append(y.errors(ridge.predictions))
         pred = supervised_regression(
             cfg.model.backbone,
             cfg.model.backbone_args,
@@ -132,11 +153,13 @@ def coefficient_regression(c: Components, layer: str, seeds: list[int], sup_epoc
             c.device,
             crop=crop,
         )
-        runs["supervised"].append(y.rel_error(pred))
+        runs["supervised"].append(y.errors(pred))
     for kind, vals in runs.items():
-        reg[kind] = {k: _stats([float(v[j]) for v in vals]) for j, k in enumerate(names)}
-    mean_err = y.rel_error(torch.zeros(1, len(names), dtype=torch.float64))
-    reg["mean"] = {k: float(mean_err[j]) for j, k in enumerate(names)}
+        reg[kind] = {k: _stats([float(v["rel_error"][j]) for v in vals]) for j, k in enumerate(names)}
+        reg[f"{kind}_nmse"] = {k: _stats([float(v["nmse"][j]) for v in vals]) for j, k in enumerate(names)}
+    mean_err = y.errors(torch.zeros(1, len(names), dtype=torch.float64))
+    reg["mean"] = {k: float(mean_err["rel_error"][j]) for j, k in enumerate(names)}
+    reg["mean_nmse"] = {k: float(mean_err["nmse"][j]) for j, k in enumerate(names)}
     reg["ridge_alpha"] = alphas
     reg["supervised_epochs"] = sup_epochs
     reg["supervised_crop"] = list(crop) if crop else None
@@ -202,196 +225,155 @@ def random_window(x: torch.Tensor, crop: tuple[int, int], gen: torch.Generator) 
 
 # ------------------------------------------------------------------------------------- (b) time-stepping
 
-
-#: How the time-stepper uses the representation (see :class:`CNNSolver`).
-CONDITIONING = ("shift", "film")
-
-
-class CNNSolver(nn.Module):
-    """``history`` steps ``(B, history, nx)`` -> next ``future`` steps, as ``u_last + net(.)``; circular in x.
-
-    ``depth`` convolutions (kernel 5, GELU) then an output convolution. With ``dilated=True`` (default) the
-    i-th hidden convolution has dilation ``2^i``, so the receptive field is ``+-(2 (2^depth - 1) + 2)`` cells
-    (+-64 for depth 5) instead of ``+-(2 depth + 2)`` (+-12): on the KdV/KS data the solution moves by tens
-    of cells within the predicted steps, which a plain stack cannot see.
-
-    With ``cond_dim > 0`` a linear map of the conditioning vector modulates every hidden layer, initialised
-    to the identity: ``conditioning="shift"`` (default) adds a per-channel shift, ``"film"`` computes
-    ``(1 + scale) * h + shift`` (FiLM).
-    """
-
-    def __init__(
-        self,
-        history: int,
-        future: int,
-        width: int = 32,
-        depth: int = 5,
-        cond_dim: int = 0,
-        dilated: bool = True,
-        conditioning: str = "shift",
-    ):
-        super().__init__()
-        if conditioning not in CONDITIONING:
-            raise ConfigError(f"conditioning must be one of {', '.join(CONDITIONING)}, got '{conditioning}'")
-        chans = [history] + [width] * depth
-        dil = [2**i if dilated else 1 for i in range(depth)]
-        self.convs = nn.ModuleList(
-            nn.Conv1d(a, b, 5, padding=2 * d, dilation=d, padding_mode="circular")
-            for a, b, d in zip(chans[:-1], chans[1:], dil, strict=True)
-        )
-        self.receptive_field = 2 * sum(dil) + 2  # cells on each side
-        self.out = nn.Conv1d(width, future, 5, padding=2, padding_mode="circular")
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-        self.n_mod = 2 if conditioning == "film" else 1  # (scale, shift) or (shift,)
-        self.modulation = nn.Linear(cond_dim, self.n_mod * width * depth) if cond_dim else None
-        if self.modulation is not None:
-            nn.init.zeros_(self.modulation.weight)
-            nn.init.zeros_(self.modulation.bias)
-        self.width = width
-
-    def forward(self, u: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        h = u
-        mods = None
-        if self.modulation is not None:
-            mods = self.modulation(cond).view(len(u), -1, self.n_mod, self.width)
-        for i, conv in enumerate(self.convs):
-            h = conv(h)
-            if mods is not None:
-                if self.n_mod == 2:
-                    h = h * (1 + mods[:, i, 0, :, None])
-                h = h + mods[:, i, -1, :, None]
-            h = F.gelu(h)
-        return u[:, -1:] + self.out(h)
+#: Diagnostic conditioning codes :func:`time_stepping` can add beside the SSL one.
+DIAGNOSTICS = ("oracle", "random")
 
 
-def train_solver(
-    u_tr: torch.Tensor,
-    cond_tr: torch.Tensor | None,
-    history: int,
-    future: int,
-    steps: int,
-    seed: int,
-    device: torch.device,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    width: int = 32,
-    depth: int = 5,
-    dilated: bool = True,
-    conditioning: str = "shift",
-) -> CNNSolver:
-    torch.manual_seed(seed)
-    n, nt, _ = u_tr.shape
-    cond_dim = 0 if cond_tr is None else cond_tr.shape[1]
-    model = CNNSolver(history, future, width, depth, cond_dim, dilated, conditioning).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    u_tr = u_tr.float().to(device)
-    for _ in range(steps):
-        traj = torch.randint(0, n, (batch_size,), generator=gen)
-        start = torch.randint(0, nt - history - future + 1, (batch_size,), generator=gen)
-        rows = start[:, None] + torch.arange(history + future)
-        win = u_tr[traj.to(device)[:, None], rows.to(device)]  # (B, history + future, nx)
-        cond = None if cond_tr is None else cond_tr[traj].to(device)
-        loss = F.mse_loss(model(win[:, :history], cond), win[:, history:])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return model.eval()
+def true_coefficients(info: dict, split: str) -> tuple[list[str], torch.Tensor]:
+    """The recorded coefficients of ``split`` that vary across the training trajectories, as ``(n, k)``
+    float64 (``log`` for the scale coefficients of :data:`LOG_COEFFS`) and their names."""
+    names = varying_coefficients(info["coeffs"]["train"])
+    cols = [info["coeffs"][split][k].double() for k in names]
+    return names, torch.stack(
+        [v.log() if k in LOG_COEFFS else v for k, v in zip(names, cols, strict=True)], 1
+    )
 
 
-@torch.no_grad()
-def rollout_nmse(
-    model: CNNSolver, u_te: torch.Tensor, cond_te: torch.Tensor | None, history: int, future: int, device
-) -> tuple[float, int]:
-    """Autoregressive rollout from the first ``history`` steps; returns (NMSE, number of predicted steps)."""
-    u = u_te.float().to(device)
-    n_blocks = (u.shape[1] - history) // future
-    cur = u[:, :history]
-    cond = None if cond_te is None else cond_te.to(device)
-    preds = []
-    for _ in range(n_blocks):
-        nxt = model(cur, cond)
-        preds.append(nxt)
-        cur = torch.cat([cur, nxt], 1)[:, -history:]
-    pred = torch.cat(preds, 1)
-    target = u[:, history : history + n_blocks * future]
-    return float(((pred - target) ** 2).mean() / (target**2).mean()), n_blocks * future
+def conditioning_codes(
+    c: Components, layer: str, spec: SolverSpec, cond_dim: int | None, diagnostics: tuple[str, ...], seed: int
+) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
+    """Per kind, the (train, test) codes: ``baseline`` none; ``ssl_conditioned`` the frozen representation of
+    the window the test rollout starts from (steps ``[start, start + history)``: the data the solver has),
+    standardised and reduced to ``cond_dim`` principal components by :func:`bottleneck`; ``oracle`` the true
+    coefficients (initial-condition amplitudes for KdV/KS, with L and T; ``nu`` for Burgers), standardised;
+    ``random`` a Gaussian code per trajectory of the SSL code's size."""
+    data, win = c.data, slice(spec.start, spec.start + spec.history)
+    z = [embed(c.model, x[:, :, win], c.device, [layer])[layer].cpu() for x in (data.train.x, data.test.x)]
+    codes: dict[str, tuple] = {
+        "baseline": (None, None),
+        "ssl_conditioned": tuple(bottleneck(*z, dim=cond_dim)),
+    }
+    if "oracle" in diagnostics:
+        oracle = [true_coefficients(data.info, split)[1] for split in ("train", "test")]
+        if oracle[0].shape[1]:
+            codes["oracle"] = tuple(a.float() for a in standardise(*oracle))
+    if "random" in diagnostics:
+        gen, dim = torch.Generator().manual_seed(10_000 + seed), codes["ssl_conditioned"][0].shape[1]
+        codes["random"] = tuple(torch.randn(len(a), dim, generator=gen) for a in z)
+    return codes
 
 
-def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Scale every tensor with the mean and (sample) std of ``train``; for the solver's conditioning."""
-    mu, sd = train.mean(0), train.std(0).clamp_min(1e-8)
-    return [(a - mu) / sd for a in (train, *others)]
+def _grid_features(info: dict) -> list[torch.Tensor]:
+    """``(log dx, log dt)`` per trajectory, standardised with the training trajectories' statistics."""
+    feats = [
+        torch.stack([info["dx"][s].double().log(), info["dt"][s].double().log()], 1)
+        for s in ("train", "test")
+    ]
+    return [f.float() for f in standardise(*feats)]
+
+
+def oracle_fraction(vals: dict[str, dict[str, list[float]]]) -> dict[str, float | None]:
+    """``(baseline - kind) / (baseline - oracle)`` of the mean ``nmse_sum``: each code's share of the
+    oracle's gain; ``None`` for every code when the oracle does not beat the baseline (no gain to share)."""
+    mean = {k: sum(v["nmse_sum"]) / len(v["nmse_sum"]) for k, v in vals.items()}
+    gain = mean["baseline"] - mean["oracle"]
+    return {
+        k: (mean["baseline"] - m) / gain if gain > 0 else None for k, m in mean.items() if k != "baseline"
+    }
 
 
 def time_stepping(
     c: Components,
     layer: str,
     seeds: list[int],
-    steps: int,
-    history: int,
-    future: int,
-    dilated: bool = True,
-    conditioning: str = "shift",
+    spec: SolverSpec,
+    cond_dim: int | None = None,
+    diagnostics: tuple[str, ...] = ("oracle",),
 ) -> dict:
-    """Task (b) of the module docstring for the loaded run ``c``, ``steps`` training steps per solver: the
-    result's ``"timestepping"`` section."""
+    """Task (b) of the module docstring for the loaded run ``c``: the result's ``"timestepping"`` section.
+    One eighth of the training trajectories (a fixed seeded draw) is held out to select each solver's
+    state."""
     data = c.data
-    u_tr, u_te = data.train.x[:, 0], data.test.x[:, 0]
-    nt = u_tr.shape[1]
-    if nt < history + future:
+    if data.train.x.shape[2] < spec.start + spec.history + spec.future:
         raise ConfigError(
-            f"time-stepping needs trajectories of at least history + future = {history + future} steps, "
-            f"got {nt}; lower --history/--future"
+            f"time-stepping needs trajectories of at least start + history + future = "
+            f"{spec.start + spec.history + spec.future} steps, got {data.train.x.shape[2]}; lower --start, "
+            "--history or --future"
         )
-    z0_tr = embed(c.model, data.train.x[:, :, :history], c.device, [layer])[layer].cpu()
-    z0_te = embed(c.model, data.test.x[:, :, :history], c.device, [layer])[layer].cpu()
-    z0_tr, z0_te = _standardise(z0_tr, z0_te)
-    solver = {"depth": None, "dilated": dilated, "conditioning": conditioning, "receptive_field_cells": None}
-    ts: dict[str, Any] = {"history": history, "future": future, "train_steps": steps, "solver": solver}
-    vals: dict[str, list[float]] = {"baseline": [], "ssl_conditioned": []}
+    grid_tr, grid_te = _grid_features(data.info) if spec.grid else (None, None)
+    u_tr, u_te = data.train.x[:, 0], data.test.x[:, 0]
+    perm = torch.randperm(len(u_tr), generator=torch.Generator().manual_seed(0))
+    va, fit = perm[: max(1, len(u_tr) // 8)], perm[max(1, len(u_tr) // 8) :]
+    pick = lambda a, idx: None if a is None else a[idx]  # noqa: E731
+    vals: dict[str, dict[str, list]] = {}
     for s in seeds:
-        for kind, (cond_tr, cond_te) in {"baseline": (None, None), "ssl_conditioned": (z0_tr, z0_te)}.items():
-            model = train_solver(
-                u_tr, cond_tr, history, future, steps, s, c.device, dilated=dilated, conditioning=conditioning
-            )
-            solver.update(depth=len(model.convs), receptive_field_cells=model.receptive_field)
-            nmse, n_pred = rollout_nmse(model, u_te, cond_te, history, future, c.device)
-            vals[kind].append(nmse)
-    ts["rollout_steps"] = n_pred
-    ts["metric"] = "NMSE = mean((pred - target)^2) / mean(target^2) over the rollout"
-    ts.update({k: _stats(v) for k, v in vals.items()})
+        for kind, (z_tr, z_te) in conditioning_codes(c, layer, spec, cond_dim, diagnostics, s).items():
+            train = Trajectories(u_tr[fit], pick(grid_tr, fit), pick(z_tr, fit))
+            valid = Trajectories(u_tr[va], pick(grid_tr, va), pick(z_tr, va))
+            model, kept = train_solver(train, valid, spec, s, c.device)
+            res = rollout(model, Trajectories(u_te, grid_te, z_te), spec, c.device)
+            v = vals.setdefault(kind, {"nmse_sum": [], "nmse_global": [], "best_step": []})
+            for key in v:
+                v[key].append(kept[key] if key == "best_step" else res[key])
+    solver = {
+        **dataclasses.asdict(spec),
+        "receptive_field_cells": model.receptive_field,
+        "cond_dim": cond_dim,
+    }
+    ts: dict[str, Any] = {"solver": solver, "rollout_steps": res["steps"], "n_valid": len(va)}
+    ts["metric"] = {
+        "nmse_sum": "LPSDA: per trajectory and step mean_x err^2 / mean_x u^2, summed over steps, mean over "
+        "trajectories",
+        "nmse_global": "sum err^2 / sum u^2 over trajectories, steps and x",
+    }
+    for kind, v in vals.items():
+        ts[kind] = {
+            "nmse_sum": _stats(v["nmse_sum"]),
+            "nmse_global": _stats(v["nmse_global"]),
+            "best_step": v["best_step"],
+        }
+    if "oracle" in vals:
+        ts["fraction_of_oracle_gain"] = oracle_fraction(vals)
     return ts
 
 
 # ------------------------------------------------------------------------------------------------ driver
 
 
+def _check_finite(section: str, node: Any) -> None:
+    """Raise on any non-finite ``mean`` in a result section (nested dicts)."""
+    if isinstance(node, dict):
+        if "values" in node and not math.isfinite(node["mean"]):  # a _stats entry
+            raise SelfsupError(f"non-finite {section} result: {node}")
+        for v in node.values():
+            _check_finite(section, v)
+
+
 def evaluate_run(
     run_dir: str | Path,
     seeds: int = 3,
     sup_epochs: int = 20,
-    solver_steps: int = 300,
-    history: int = 20,
-    future: int = 20,
+    solver: SolverSpec | None = None,
+    cond_dim: int | None = DEFAULT_COND_DIM,
+    diagnostics: tuple[str, ...] = ("oracle",),
     layer: str | None = None,
     device: str = "cpu",
     skip: tuple[str, ...] = (),
-    solver_dilated: bool = True,
-    conditioning: str = "shift",
 ) -> dict:
     """Run (a) :func:`coefficient_regression` and (b) :func:`time_stepping` for a trained PDE run on the
     representation of ``layer`` (default: the backbone output); write ``pde_eval.json`` and return it.
 
-    ``skip`` may hold ``"regression"`` and/or ``"timestepping"``; ``solver_dilated=False`` uses the plain
-    (undilated) convolution stack for the time-stepper; ``conditioning`` is ``"shift"`` or ``"film"`` (see
-    :class:`CNNSolver`). See the module docstring for the protocol.
+    ``solver`` defines the time-steppers (:class:`~selfsup.pde.stepping.SolverSpec`; default: the CPU
+    protocol); ``cond_dim`` the principal components of the representation kept as the code (None: all);
+    ``diagnostics`` the extra codes (``oracle``, ``random``); ``skip`` may hold ``"regression"`` and/or
+    ``"timestepping"``. See the module docstring for the protocol.
     """
     if int(seeds) < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    if conditioning not in CONDITIONING:
-        raise ConfigError(f"--conditioning must be one of {', '.join(CONDITIONING)}, got '{conditioning}'")
+    unknown = set(diagnostics) - set(DIAGNOSTICS)
+    if unknown:
+        raise ConfigError(f"unknown diagnostic {sorted(unknown)}; choose from {', '.join(DIAGNOSTICS)}")
+    solver = solver or SolverSpec()
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     c, _ = load_run(run_dir, device=device)
@@ -414,13 +396,9 @@ def evaluate_run(
     if "regression" not in skip:
         result["regression"] = coefficient_regression(c, layer, seed_list, sup_epochs)
     if "timestepping" not in skip:
-        result["timestepping"] = time_stepping(
-            c, layer, seed_list, solver_steps, history, future, solver_dilated, conditioning
-        )
+        result["timestepping"] = time_stepping(c, layer, seed_list, solver, cond_dim, tuple(diagnostics))
     result["seconds"] = time.perf_counter() - t_start
     for section in ("regression", "timestepping"):
-        for v in result.get(section, {}).values():
-            if isinstance(v, dict) and "mean" in v and not math.isfinite(v["mean"]):
-                raise SelfsupError(f"non-finite {section} result: {v}")
+        _check_finite(section, result.get(section, {}))
     (run_dir / "pde_eval.json").write_text(json.dumps(result, indent=2))
     return result

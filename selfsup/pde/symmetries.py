@@ -21,8 +21,11 @@ Parameter 0 is the identity (``time`` with ``margin`` 0). Acting on the field ``
   ``amplitude`` (heat): ``u -> e^g u`` (linearity).
 
 Projective symmetries of heat and Burgers are left out: they change the domain length over time and do
-not map a fixed periodic grid to itself. Public strengths (``U(-s, s)``; ``time``: integers ``0..s``):
-KdV time 1, space 1.0, boost 0.4, scale 0.1; KS time 1, space 1.0, boost 0.4 (heat and Burgers: ours).
+not map a fixed periodic grid to itself. Default strengths, drawn from ``U(-s, s)`` (``time``: integers
+``0..s``): KdV time 1, space 1.0, boost 0.4, scale 0.05; KS time 1, space 1.0, boost 0.4 (heat and Burgers:
+ours). They are the public ones of LPSDA (``common/augmentation.py``), which draws the boost from ``U(-s, s)``
+but space and scale from ``U(-s/2, s/2)``: its KdV scale ``s = 0.1`` is our 0.05, its space ``s = 1.0`` (half
+a period either way) is equivalent to ours; its ``time 1`` is an on/off flag for random start times.
 """
 
 from __future__ import annotations
@@ -119,8 +122,9 @@ def _scaling(x_pow: float, t_pow: float, u_pow: float) -> Callable[[PDEData, Ten
     def act(batch: PDEData, e: Tensor, _: Symmetry) -> PDEData:
         sx, st, su = torch.exp(x_pow * e), torch.exp(t_pow * e), torch.exp(u_pow * e)
         coeffs = dict(batch.coeffs)
-        for key, f in (("L", sx), ("T", st)):
-            if key in coeffs:
+        for key in coeffs:  # the domain, and the initial condition's mode amplitudes (u0_k*) with u
+            f = {"L": sx, "T": st}.get(key, su if key.startswith("u0_") else None)
+            if f is not None:
                 coeffs[key] = coeffs[key] * f
         return _with_u(
             batch,
@@ -151,7 +155,7 @@ _TABLE: dict[str, Callable[[], dict[str, Symmetry]]] = {
     "kdv": lambda: {
         **_common(),
         "boost": Symmetry("boost", 0.4, _boost),
-        "scale": Symmetry("scale", 0.1, _scaling(1.0, 3.0, -2.0)),
+        "scale": Symmetry("scale", 0.05, _scaling(1.0, 3.0, -2.0)),  # LPSDA's U(-0.05, 0.05)
     },
     "ks": lambda: {**_common(), "boost": Symmetry("boost", 0.4, _boost)},
     "heat": lambda: {

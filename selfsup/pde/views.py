@@ -47,7 +47,7 @@ class PDEViews(nn.Module):
     tests); the x-crop makes the window non-periodic (``pde2d`` still pads circularly). The output is
     ``(B, C, crop[0], crop[1])``: the input shape when ``crop`` is ``None`` (the default: no cropping).
     Default strengths are the public ones of :func:`selfsup.pde.symmetries` (KdV space 1.0, boost 0.4,
-    scale 0.1; KS space 1.0, boost 0.4); a strength for a symmetry the equation lacks raises ConfigError.
+    scale 0.05; KS space 1.0, boost 0.4); a strength for a symmetry the equation lacks raises ConfigError.
     """
 
     def __init__(
