@@ -1,17 +1,23 @@
-"""SSL on PDEs with Lie point symmetry views: train each preset, then `selfsup pde evaluate` it.
+"""SSL on PDEs with Lie point symmetry views: train each preset per seed, then `selfsup pde evaluate` it.
 
-For every equation: `selfsup train --config configs/vicreg-EQ.yaml` (generated data, cached), then
-`selfsup pde evaluate RUN_DIR --seeds 3 [--solver-steps S]`: coefficient regression (SSL + ridge vs a
-supervised encoder of the same architecture) and rollout NMSE of a 1-D CNN time-stepper with and without
-the frozen representation as conditioning (Mialon, Garrido et al., NeurIPS 2023, arXiv 2307.05432).
+For every equation and encoder seed s: `selfsup train --config configs/vicreg-EQ.yaml train.seed=s`
+(generated data, cached), then `selfsup pde evaluate RUN_DIR --seeds 1 --solver-steps S --diagnostics
+oracle,random` (docs/pde-protocol.md): coefficient regression (SSL + ridge vs a supervised encoder of the same
+architecture; KdV/KS: the initial condition's mode amplitudes, L and T; Burgers: nu) and LPSDA's rollout error
+of a time-stepper given the grid, without a code (baseline), with the SSL representation, with the true
+coefficients (oracle) and with a random code (Mialon, Garrido et al., NeurIPS 2023, arXiv 2307.05432).
 
-    python benchmarks/pde_ssl_study.py [--only kdv] [--solver-steps 300 1000] [--skip-train]
-        [--skip-regression] [--solver-plain] [--conditioning shift|film]
+    python benchmarks/pde_ssl_study.py [--only kdv] [--seeds 0 1 2] [--solver-steps 300 1000 3000]
+        [--solver small|lpsda] [--skip-train]
     python benchmarks/pde_ssl_study.py --table     # Markdown tables of the stored results
 
-Writes benchmarks/results/pde_ssl.json (merged with previous results); run directories stay in
-runs/bench/pde-EQ/. Each evaluation is keyed by its solver (steps, dilated or plain convolutions, shift or
-FiLM conditioning), so solver variants can be compared on the same representation.
+Writes benchmarks/results/pde_ssl.json: per equation, per solver budget and per seed the full
+`pde_eval.json`, and a top-level "headline" (the default protocol's per-seed values at the largest budget):
+{"kdv": {"baseline_nmse", "conditioned_nmse", "oracle_nmse", "random_nmse", "ssl_ic_nmse",
+"supervised_ic_nmse", "rankme"}, "ks": {...}, "burgers": {"ssl_rel_err", "supervised_rel_err", ...}}.
+NMSE = LPSDA's, summed over the predicted steps; *_ic_nmse = the mean over u0_k1 and u0_k2. Run directories
+stay in runs/bench/pde-EQ-sS/.
+The results of the protocol used before issue 17 are kept under "previous_protocol".
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from selfsup.pde.evaluate import oracle_fraction
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "pde_ssl.json"
 EQUATIONS = ("burgers", "kdv", "ks")
+IC = ("u0_k1", "u0_k2")
+KINDS = ("ssl_linear", "supervised")
 
 
 def sh(cmd: list[str]) -> float:
@@ -38,127 +48,154 @@ def sh(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def verdict(ev: dict) -> dict:
-    """Which of the issue's claims hold in this evaluation (mean over seeds; spread reported beside)."""
+def _values(node: dict) -> float:
+    return node["values"][0]  # one evaluation seed per encoder
+
+
+def seed_summary(ev: dict) -> dict:
+    """One encoder seed's numbers: rollout errors per code (LPSDA's sum) and regression errors."""
     out: dict = {}
+    ts = ev.get("timestepping", {})
+    for kind in ("baseline", "ssl_conditioned", "oracle", "random"):
+        if kind in ts:
+            out[f"{kind}_nmse"] = _values(ts[kind]["nmse_sum"])
+            out[f"{kind}_nmse_global"] = _values(ts[kind]["nmse_global"])
     reg = ev.get("regression", {})
     for name in reg.get("targets", []):
-        ssl, sup = reg["ssl_linear"][name], reg["supervised"][name]
-        out[f"regression_{name}"] = {
-            "ssl_rel_err": ssl["mean"],
-            "ssl_std": ssl["std"],
-            "supervised_rel_err": sup["mean"],
-            "supervised_std": sup["std"],
-            "train_mean_rel_err": reg["mean"][name],
-            "ssl_better": ssl["mean"] < sup["mean"],
-            "ratio_supervised_over_ssl": sup["mean"] / ssl["mean"],
-        }
-    ts = ev.get("timestepping")
-    if ts:
-        out["timestepping"] = {
-            "solver_steps": ts["train_steps"],
-            "baseline_nmse": ts["baseline"]["mean"],
-            "baseline_std": ts["baseline"]["std"],
-            "conditioned_nmse": ts["ssl_conditioned"]["mean"],
-            "conditioned_std": ts["ssl_conditioned"]["std"],
-            "conditioning_helps": ts["ssl_conditioned"]["mean"] < ts["baseline"]["mean"],
-        }
+        for kind in ("ssl_linear", "supervised"):
+            out[f"{kind}_{name}_rel_err"] = _values(reg[kind][name])
+            out[f"{kind}_{name}_nmse"] = _values(reg[f"{kind}_nmse"][name])
+        out[f"mean_{name}_nmse"] = reg["mean_nmse"][name]
+        out[f"mean_{name}_rel_err"] = reg["mean"][name]
     return out
 
 
-def _pm(v: dict, digits: int = 3) -> str:
-    return f"{v['mean']:.{digits}g} ± {v['std']:.1g}"
-
-
-def print_tables(results: dict) -> None:
-    print("| equation | coefficient | SSL + ridge | supervised | train mean | evaluation |")
-    print("|---|---|---|---|---|---|")
+def headline(results: dict) -> dict:
+    """The issue's headline object, from the largest solver budget of every equation."""
+    head: dict = {}
     for eq, entry in results.items():
-        for ev in entry["evaluations"].values():
-            reg = ev["raw"].get("regression")
-            for name in (reg or {}).get("targets", []):
-                print(
-                    f"| {eq} | {name} | {_pm(reg['ssl_linear'][name])} | {_pm(reg['supervised'][name])} | "
-                    f"{reg['mean'][name]:.3g} | `{ev['command']}` |"
-                )
+        budget = max(entry["budgets"], key=int)
+        seeds = sorted(entry["budgets"][budget], key=int)
+        per = [entry["budgets"][budget][s]["summary"] for s in seeds]
+        reg = [entry["budgets"][entry["regression_budget"]][s]["summary"] for s in seeds]
+        h = {"seeds": [int(s) for s in seeds], "solver_steps": int(budget)}
+        h["rankme"] = [entry["rankme"][s] for s in seeds]
+        for key, kind in (("baseline", "baseline"), ("conditioned", "ssl_conditioned"), ("oracle", "oracle")):
+            h[f"{key}_nmse"] = [p.get(f"{kind}_nmse") for p in per]
+        h["random_nmse"] = [p.get("random_nmse") for p in per]
+        if eq == "burgers":
+            h["ssl_rel_err"] = [r["ssl_linear_nu_rel_err"] for r in reg]
+            h["supervised_rel_err"] = [r["supervised_nu_rel_err"] for r in reg]
+        else:
+            for kind, key in (("ssl_linear", "ssl"), ("supervised", "supervised")):
+                h[f"{key}_ic_nmse"] = [sum(r[f"{kind}_{k}_nmse"] for k in IC) / len(IC) for r in reg]
+        head[eq] = h
+    return head
+
+
+def _pm(values: list[float], digits: int = 3) -> str:
+    n = len(values)
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return f"{mean:.{digits}g} ± {sd:.1g}"
+
+
+def print_tables(doc: dict) -> None:
+    """Markdown: rollout error per code and budget; regression per target (mean ± std over encoder seeds)."""
+    print("| equation | solver steps | baseline | SSL code | oracle | random code | share of oracle gain |")
+    print("|---|---|---|---|---|---|---|")
+    codes = ("baseline", "ssl_conditioned", "oracle", "random")
+    for eq, entry in doc["equations"].items():
+        for budget in sorted(entry["budgets"], key=int):
+            per = [r["summary"] for r in entry["budgets"][budget].values()]
+            col = {k: [p[f"{k}_nmse"] for p in per if f"{k}_nmse" in p] for k in codes}
+            share = "-"
+            if col["oracle"]:
+                frac = oracle_fraction({k: {"nmse_sum": v} for k, v in col.items() if v})["ssl_conditioned"]
+                share = "no gain" if frac is None else f"{frac:.0%}"
+            cells = " | ".join(_pm(col[k]) if col[k] else "-" for k in codes)
+            print(f"| {eq} | {budget} | {cells} | {share} |")
     print()
-    print("| equation | solver | steps | conditioning | baseline NMSE | conditioned NMSE |")
-    print("|---|---|---|---|---|---|")
-    for eq, entry in results.items():
-        for key, ev in entry["evaluations"].items():
-            ts = ev["raw"].get("timestepping")
-            if ts:
-                steps, conv, cond = key.removeprefix("solver_steps=").split(",")
-                base, cnd = _pm(ts["baseline"]), _pm(ts["ssl_conditioned"])
-                print(f"| {eq} | {conv} | {steps} | {cond} | {base} | {cnd} |")
+    print(
+        "| equation | target | SSL + ridge NMSE | supervised NMSE | train mean NMSE | SSL rel. error | ",
+        end="",
+    )
+    print("supervised rel. error |\n|---|---|---|---|---|---|---|")
+    for eq, entry in doc["equations"].items():
+        per = [r["summary"] for r in entry["budgets"][entry["regression_budget"]].values()]
+        names = [k[5:-5] for k in per[0] if k.startswith("mean_") and k.endswith("_nmse")]
+        for name in names:
+            cells = [
+                _pm([p[f"{kind}_{name}_{m}"] for p in per]) for m in ("nmse", "rel_err") for kind in KINDS
+            ]
+            floor = f"{per[0][f'mean_{name}_nmse']:.3g}"
+            print(f"| {eq} | {name} | {cells[0]} | {cells[1]} | {floor} | {cells[2]} | {cells[3]} |")
+
+
+def run_seed(eq: str, seed: int, budgets: list[int], args) -> tuple[float, dict[int, dict]]:
+    """Train (unless --skip-train) and evaluate one encoder seed; returns its RankMe and one entry per
+    budget."""
+    selfsup = [sys.executable, "-m", "selfsup.cli"]
+    name = f"pde-{eq}-s{seed}"
+    run_dir = ROOT / "runs" / "bench" / name
+    train = ["train", "--quiet", "--config", f"configs/vicreg-{eq}.yaml", f"train.seed={seed}"]
+    train += ["train.out_dir=runs/bench", f"train.name={name}"]
+    if not args.skip_train:
+        subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+        sh(selfsup + train)
+    rankme = json.loads((run_dir / "summary.json").read_text())["rankme_backbone"]
+    out = {}
+    for i, steps in enumerate(budgets):
+        cmd = ["pde", "evaluate", f"runs/bench/{name}", "--seeds", "1", "--solver-steps", str(steps)]
+        cmd += ["--solver", args.solver, "--diagnostics", args.diagnostics]
+        if i:  # the regression does not depend on the solver budget
+            cmd += ["--skip", "regression"]
+        wall = sh(selfsup + cmd)
+        ev = json.loads((run_dir / "pde_eval.json").read_text())
+        out[steps] = {"train_command": "selfsup " + " ".join(train), "command": "selfsup " + " ".join(cmd)}
+        out[steps].update(wall_s=wall, summary=seed_summary(ev), raw=ev)
+    return rankme, out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=EQUATIONS, action="append")
-    ap.add_argument("--solver-steps", type=int, nargs="+", default=[300])
-    ap.add_argument("--skip-train", action="store_true", help="reuse runs/bench/pde-EQ")
-    ap.add_argument("--skip-regression", action="store_true", help="time-stepping only")
-    ap.add_argument("--solver-plain", action="store_true", help="undilated time-stepper convolutions")
-    ap.add_argument("--conditioning", choices=["shift", "film"], default="shift")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="encoder seeds")
+    ap.add_argument("--solver-steps", type=int, nargs="+", default=[1000])
+    ap.add_argument("--solver", choices=["small", "lpsda"], default="small")
+    ap.add_argument("--diagnostics", default="oracle,random", help="codes beside the SSL one")
+    ap.add_argument("--skip-train", action="store_true", help="reuse runs/bench/pde-EQ-sS")
     ap.add_argument("--table", action="store_true", help="only print the stored results as Markdown")
     args = ap.parse_args()
-    results = json.loads(OUT.read_text()).get("equations", {}) if OUT.is_file() else {}
+    doc = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    if "previous_protocol" not in doc and "equations" in doc:  # the file as it was before issue 17
+        doc = {"previous_protocol": doc}
     if args.table:
-        print_tables(results)
+        print_tables(doc)
         return
-    selfsup = [sys.executable, "-m", "selfsup.cli"]
+    doc.setdefault("equations", {})
     for eq in args.only or EQUATIONS:
-        run_dir = ROOT / "runs" / "bench" / f"pde-{eq}"
-        entry = results.get(eq, {}) if args.skip_train else {}
-        if not args.skip_train:
-            train = [
-                "train",
-                "--quiet",
-                "--config",
-                f"configs/vicreg-{eq}.yaml",
-                "train.out_dir=runs/bench",
-                f"train.name=pde-{eq}",
-            ]
-            subprocess.run(["rm", "-rf", str(run_dir)], check=True)
-            entry["train_command"] = "selfsup " + " ".join(train)
-            entry["train_s"] = sh(selfsup + train)
-            summary = json.loads((run_dir / "summary.json").read_text())
-            entry["rankme_backbone"] = summary["rankme_backbone"]
-        entry.setdefault("evaluations", {})
-        for steps in args.solver_steps:
-            ev_cmd = ["pde", "evaluate", f"runs/bench/pde-{eq}", "--seeds", "3", "--solver-steps", str(steps)]
-            if args.skip_regression:
-                ev_cmd += ["--skip", "regression"]
-            if args.solver_plain:
-                ev_cmd += ["--solver-plain"]
-            ev_cmd += ["--conditioning", args.conditioning]
-            wall = sh(selfsup + ev_cmd)
-            ev = json.loads((run_dir / "pde_eval.json").read_text())
-            key = f"solver_steps={steps},{'plain' if args.solver_plain else 'dilated'},{args.conditioning}"
-            entry["evaluations"][key] = {
-                "command": "selfsup " + " ".join(ev_cmd),
-                "wall_s": wall,
-                "summary": verdict(ev),
-                "raw": ev,
-            }
-        results[eq] = entry
-        OUT.write_text(
-            json.dumps(
-                {
-                    "benchmark": "pde_ssl_study",
-                    "equations": results,
-                    "date": datetime.now(timezone.utc).isoformat(),
-                    "machine": {
-                        "cpus": os.cpu_count(),
-                        "platform": platform.platform(),
-                        "load_avg": os.getloadavg(),
-                    },
-                },
-                indent=2,
-            )
-        )
-        print(eq, json.dumps({k: v["summary"] for k, v in entry["evaluations"].items()}, indent=1))
+        entry = {
+            "budgets": {},
+            "rankme": {},
+            "regression_budget": str(args.solver_steps[0]),
+            "solver": args.solver,
+        }
+        for seed in args.seeds:
+            rankme, per_budget = run_seed(eq, seed, args.solver_steps, args)
+            entry["rankme"][str(seed)] = rankme
+            for steps, res in per_budget.items():
+                entry["budgets"].setdefault(str(steps), {})[str(seed)] = res
+        doc["equations"][eq] = entry
+        doc["headline"] = headline(doc["equations"])
+        doc["date"] = datetime.now(timezone.utc).isoformat()
+        doc["machine"] = {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_avg": os.getloadavg(),
+        }
+        OUT.write_text(json.dumps(doc, indent=2))
+        print(eq, json.dumps(doc["headline"][eq], indent=1))
 
 
 if __name__ == "__main__":
