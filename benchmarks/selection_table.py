@@ -5,7 +5,8 @@ the last monitor record of its run (RankMe, alpha-ReQ, LiDAR of the backbone). P
 highest (of the backbone and of the projector output), LiDAR highest, alpha-ReQ closest to 1 (Agrawal et
 al. 2022). Kendall tau (scipy) between each metric and linear-probe accuracy; gap = oracle accuracy - pick
 accuracy, in points. "rankme_safe" is the backbone RankMe pick among the runs the sweep did not flag as
-unsafe (selfsup/select/flags.py; all runs when every one is flagged), as the sweep itself picks.
+unsafe (selfsup/select/flags.py; all runs when every one is flagged), as the sweep itself picks; its tau is
+computed among those runs.
 
     python benchmarks/selection_table.py benchmarks/results/selection
 """
@@ -16,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from scipy import stats
 
 METRICS = {
@@ -60,8 +62,9 @@ def analyse(summary: dict) -> dict:
         u = [utility(v) for v in vals]
         tau = float(stats.kendalltau(u, acc).statistic)
         out[name] = _pick(u, range(len(u)), acc, tau, out["values"])
-        if name == "rankme":
-            out["rankme_safe"] = _pick(u, safe, acc, tau, out["values"])
+        if name == "rankme":  # tau among the safe runs: the ranking the safe pick is made from
+            tau_safe = float(stats.kendalltau([u[i] for i in safe], [acc[i] for i in safe]).statistic)
+            out["rankme_safe"] = _pick(u, safe, acc, tau_safe, out["values"])
     out["excluded"] = {str(out["values"][i]): t["flags"] for i, t in enumerate(trials) if t.get("flags")}
     return out
 
@@ -73,7 +76,9 @@ def main(directory: str) -> None:
     mean = {
         m: sum(r[m]["gap_points"] for r in rows if m in r) / max(1, sum(m in r for r in rows)) for m in names
     }
-    (d / "summary.json").write_text(json.dumps({"sweeps": rows, "mean_gap_points": mean}, indent=2))
+    median_tau = {m: float(np.median([r[m]["kendall_tau"] for r in rows if m in r])) for m in names}
+    summary = {"sweeps": rows, "mean_gap_points": mean, "median_kendall_tau": median_tau}
+    (d / "summary.json").write_text(json.dumps(summary, indent=2))
     heads = ("RankMe", "RankMe, safe runs", "RankMe of the projector", "alpha-ReQ", "LiDAR")
     print("| sweep | runs | oracle | " + " | ".join(f"{h} pick (gap, tau)" for h in heads) + " | excluded |")
     print("|---|---|---|" + "---|" * (len(heads) + 1))
@@ -87,6 +92,7 @@ def main(directory: str) -> None:
         cells.append(", ".join(f"{v}: {'+'.join(f)}" for v, f in r["excluded"].items()) or "-")
         print(f"| {r['sweep']} | {r['n']} | {100 * r['oracle_acc']:.1f} % | " + " | ".join(cells) + " |")
     print("mean gap (points): " + ", ".join(f"{m} {v:.2f}" for m, v in mean.items()))
+    print("median Kendall tau: " + ", ".join(f"{m} {v:.2f}" for m, v in median_tau.items()))
 
 
 if __name__ == "__main__":

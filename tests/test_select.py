@@ -141,6 +141,10 @@ def test_example_sweeps_validate():
         "vicreg-wd-mnist1d.yaml",
         "simclr-temp-mnist1d.yaml",
         "simclr-lr-mnist1d.yaml",
+        "barlow-lambda-mnist1d-full.yaml",  # the full-length study: >= 6 sweeps, 3 method families
+        "simclr-temp-mnist1d-full.yaml",
+        "simclr-lr-mnist1d-full.yaml",
+        "vicreg-proj-mnist1d-full.yaml",
     }
     for path in SWEEPS:
         sw = load_sweep(path)
@@ -152,7 +156,10 @@ def test_example_sweeps_validate():
             continue
         assert len(sw.keys) == 1 and 4 <= sw.n_trials <= 6, path  # one hyper-parameter at a time
         if path.stem.endswith("-full"):  # the full-length study: the preset's own training, unchanged
-            assert sw.base["train"]["epochs"] == 28 and sw.base["model"].get("backbone_args", {}) == {}
+            preset_file = path.parent / yaml.safe_load(path.read_text())["base"]["preset"]
+            preset = yaml.safe_load(preset_file.read_text())
+            assert sw.base["train"]["epochs"] == preset["train"]["epochs"] >= 28
+            assert sw.base["model"].get("backbone_args", {}) == {} and sw.base["train"]["monitor_every"] == 2
         else:
             assert sw.base["train"]["epochs"] == 8  # shortened for the 26-run study on 2 cores
         assert sw.sweep_dir == Path("sweeps") / path.stem
