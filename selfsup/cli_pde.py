@@ -122,6 +122,7 @@ def evaluate(
     layer: str = typer.Option(None, "--layer", help="representation layer (default: backbone output)"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
     skip: list[str] = typer.Option([], "--skip", help="skip 'regression' or 'timestepping'"),
+    labelled: int = typer.Option(None, "--labelled", help="use the first N training trajectories downstream"),
     solver_dilated: bool = typer.Option(
         True, "--solver-dilated/--solver-plain", help="small solver: dilated (default) or plain convolutions"
     ),
@@ -149,7 +150,9 @@ def evaluate(
         cond_dropout=cond_dropout,
     )
     diag = () if diagnostics.strip() in ("", "none") else tuple(d.strip() for d in diagnostics.split(","))
-    r = evaluate_run(run_dir, seeds, sup_epochs, spec, cond_dim or None, diag, layer, device, tuple(skip))
+    r = evaluate_run(
+        run_dir, seeds, sup_epochs, spec, cond_dim or None, diag, layer, device, tuple(skip), labelled
+    )
     for table in _evaluation_tables(r, run_dir):
         console.print(table)
     typer.echo(f"wrote {Path(run_dir) / 'pde_eval.json'} ({r['seconds']:.0f} s)")

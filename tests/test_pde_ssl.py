@@ -189,6 +189,12 @@ def test_fit_then_evaluate_tiny(cache):
     r = evaluate_run(cache / "run", seeds=1, solver=plain, diagnostics=(), skip=("regression",))
     assert "regression" not in r and r["timestepping"]["solver"]["conditioning"] == "film"
     assert r["timestepping"]["solver"]["receptive_field_cells"] == 12 and "oracle" not in r["timestepping"]
+    few = evaluate_run(
+        cache / "run", seeds=1, sup_epochs=1, solver=plain, diagnostics=("oracle",), labelled=8
+    )
+    assert few["n_train"] == 8 and few["timestepping"]["n_valid"] == 1  # the first 8 of 16 trajectories
+    with pytest.raises(ConfigError, match="1..16"):
+        evaluate_run(cache / "run", seeds=1, solver=plain, labelled=17)
     with pytest.raises(ConfigError, match="conditioning"):
         SolverSpec(conditioning="concat")
     with pytest.raises(ConfigError, match="oracle, random"):

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.data import ArrayDataset, DataSplits
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import resolve_layer
 from selfsup.pde.stepping import SolverSpec, Trajectories, bottleneck, rollout, standardise, train_solver
@@ -340,6 +341,19 @@ def time_stepping(
 # ------------------------------------------------------------------------------------------------ driver
 
 
+def first_trajectories(data: DataSplits, n: int) -> DataSplits:
+    """``data`` with only its first ``n`` training trajectories (and their coefficients and grids): the
+    downstream (labelled, solver) set, when the encoder was trained on more unlabelled trajectories."""
+    if not 1 <= n <= len(data.train):
+        raise ConfigError(f"--labelled must be in 1..{len(data.train)} (the training trajectories), got {n}")
+    info = dict(data.info)
+    for key in ("coeffs", "dx", "dt"):
+        train = info[key]["train"]
+        cut = {k: v[:n] for k, v in train.items()} if isinstance(train, dict) else train[:n]
+        info[key] = {**info[key], "train": cut}
+    return dataclasses.replace(data, train=ArrayDataset(data.train.x[:n]), info=info)
+
+
 def _check_finite(section: str, node: Any) -> None:
     """Raise on any non-finite ``mean`` in a result section (nested dicts)."""
     if isinstance(node, dict):
@@ -359,6 +373,7 @@ def evaluate_run(
     layer: str | None = None,
     device: str = "cpu",
     skip: tuple[str, ...] = (),
+    labelled: int | None = None,
 ) -> dict:
     """Run (a) :func:`coefficient_regression` and (b) :func:`time_stepping` for a trained PDE run on the
     representation of ``layer`` (default: the backbone output); write ``pde_eval.json`` and return it.
@@ -366,7 +381,8 @@ def evaluate_run(
     ``solver`` defines the time-steppers (:class:`~selfsup.pde.stepping.SolverSpec`; default: the CPU
     protocol); ``cond_dim`` the principal components of the representation kept as the code (None: all);
     ``diagnostics`` the extra codes (``oracle``, ``random``); ``skip`` may hold ``"regression"`` and/or
-    ``"timestepping"``. See the module docstring for the protocol.
+    ``"timestepping"``; ``labelled`` keeps only the first N training trajectories for the probes and solvers
+    (the encoder may have seen more). See the module docstring for the protocol.
     """
     if int(seeds) < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
@@ -383,6 +399,8 @@ def evaluate_run(
             "test/valid splits, or pde-gen:EQUATION)"
         )
     layer = resolve_layer(layer, c.model.layer_names)
+    if labelled is not None:
+        c = dataclasses.replace(c, data=first_trajectories(c.data, int(labelled)))
     seed_list = list(range(int(seeds)))
     result: dict[str, Any] = {
         "run_dir": str(run_dir),
