@@ -117,7 +117,9 @@ def evaluate(
     start: int = typer.Option(20, "--start", help="first input step of the test rollout (LPSDA: 20)"),
     grid: bool = typer.Option(True, "--grid/--no-grid", help="give the solver log dx, log dt as inputs"),
     cond_dim: int = typer.Option(8, "--cond-dim", help="principal components of the code (0: all)"),
-    cond_dropout: float = typer.Option(0.0, "--cond-dropout", help="dropout on the code while training"),
+    cond_dropout: float = typer.Option(
+        0.0, "--cond-dropout", help="share of training samples whose code is zeroed"
+    ),
     diagnostics: str = typer.Option("oracle", "--diagnostics", help="extra codes: oracle,random or none"),
     layer: str = typer.Option(None, "--layer", help="representation layer (default: backbone output)"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),

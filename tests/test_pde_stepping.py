@@ -16,6 +16,7 @@ from selfsup.pde.stepping import (
     SolverSpec,
     Trajectories,
     bottleneck,
+    drop_codes,
     rollout,
     standardise,
     train_solver,
@@ -140,3 +141,12 @@ def test_initial_condition_amplitudes_are_its_fourier_modes(name):
     np.testing.assert_allclose(draws["u0_k1"].numpy(), modes[:, 1], rtol=1e-10)
     np.testing.assert_allclose(draws["u0_k2"].numpy(), modes[:, 2], rtol=1e-10)
     assert eq.coeffs == ("L", "T", "u0_k1", "u0_k2")
+
+
+def test_code_dropout_zeroes_whole_codes():
+    cond = torch.randn(4000, 5) + 3.0
+    out = drop_codes(cond, 0.3, torch.Generator().manual_seed(0))
+    kept = (out == cond).all(1)
+    assert torch.equal(kept | (out == 0).all(1), torch.ones(4000, dtype=torch.bool))  # all or nothing per row
+    assert abs(float((~kept).float().mean()) - 0.3) < 0.03
+    assert drop_codes(cond, 0.0, torch.Generator()) is cond

@@ -23,7 +23,8 @@ experiment of Mialon, Garrido et al. (NeurIPS 2023) builds on:
   linear map (the conditioned solver starts as the unconditioned one): a per-channel shift, or FiLM scale and
   shift.
   :func:`bottleneck` reduces a representation to its top principal components first; ``cond_dropout``
-  drops code entries during training.
+  zeroes the whole code of a training sample with that probability (the solver also learns to do without
+  it; a code carries a trajectory's identity, which a solver can otherwise memorise).
 """
 
 from __future__ import annotations
@@ -238,6 +239,13 @@ def rollout(model: nn.Module, data: Trajectories, spec: SolverSpec, device, batc
     return {"nmse_sum": nmse_sum, "nmse_global": err2 / max(u2, 1e-30), "steps": n_blocks * f}
 
 
+def drop_codes(cond: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Zero each row (a sample's whole code) with probability ``p``; the solver also learns to do without."""
+    if not p:
+        return cond
+    return cond * (torch.rand(len(cond), 1, generator=gen) >= p).to(cond)
+
+
 def train_solver(
     train: Trajectories, valid: Trajectories | None, spec: SolverSpec, seed: int, device
 ) -> tuple[nn.Module, dict]:
@@ -249,7 +257,8 @@ def train_solver(
     n_grid = 0 if d.grid is None else d.grid.shape[1]
     model = build_solver(spec, 0 if d.cond is None else d.cond.shape[1], n_grid).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # the same windows for every code
+    drop_gen = torch.Generator().manual_seed(seed + 1)
     every = max(1, spec.steps // spec.checks) if spec.checks and valid is not None else 0
     best = {"best_step": spec.steps, "valid_nmse": None}
     best_state = None
@@ -258,7 +267,7 @@ def train_solver(
         traj = torch.randint(0, n, (spec.batch_size,), generator=gen).to(device)
         start = torch.randint(0, nt - span + 1, (spec.batch_size,), generator=gen).to(device)
         win = d.u[traj[:, None], start[:, None] + torch.arange(span, device=device)]
-        cond = None if d.cond is None else F.dropout(d.cond[traj], spec.cond_dropout)
+        cond = None if d.cond is None else drop_codes(d.cond[traj], spec.cond_dropout, drop_gen)
         grid = None if d.grid is None else d.grid[traj]
         loss = F.mse_loss(model(win[:, : spec.history], cond, grid), win[:, spec.history :])
         opt.zero_grad(set_to_none=True)
