@@ -3,10 +3,10 @@
 Reads the `selfsup sweep summary --json` files written by benchmarks/selection_study.sh and, for every trial,
 the last monitor record of its run (RankMe, alpha-ReQ, LiDAR of the backbone). Picks per metric: RankMe
 highest (of the backbone and of the projector output), LiDAR highest, alpha-ReQ closest to 1 (Agrawal et
-al. 2022). Kendall tau (scipy) between each metric and linear-probe accuracy; gap = oracle accuracy - pick
-accuracy, in points. "rankme_safe" is the backbone RankMe pick among the runs the sweep did not flag as
-unsafe (selfsup/select/flags.py; all runs when every one is flagged), as the sweep itself picks; its tau is
-computed among those runs.
+al. 2022), and for LeJEPA sweeps LeJEPA's loss on the monitor subset, lowest. Kendall tau (scipy) between
+each metric and linear-probe accuracy; gap = oracle accuracy - pick accuracy, in points. "rankme_safe" is
+the backbone RankMe pick among the runs the sweep did not flag as unsafe (selfsup/select/flags.py; all runs
+when every one is flagged), as the sweep itself picks; its tau is computed among those runs.
 
     python benchmarks/selection_table.py benchmarks/results/selection
 """
@@ -25,6 +25,7 @@ METRICS = {
     "rankme_projector": ("projector/rankme", lambda v: v),
     "lidar": ("backbone/lidar", lambda v: v),
     "alpha_req": ("backbone/alpha_req", lambda v: -abs(v - 1.0)),
+    "lejepa_loss": ("lejepa_loss", lambda v: -v),  # LeJEPA runs only: lower is better
 }
 
 
@@ -72,14 +73,13 @@ def analyse(summary: dict) -> dict:
 def main(directory: str) -> None:
     d = Path(directory)
     rows = [analyse(json.loads(p.read_text())) for p in sorted(d.glob("*-mnist1d*.json"))]
-    names = ("rankme", "rankme_safe", "rankme_projector", "alpha_req", "lidar")
-    mean = {
-        m: sum(r[m]["gap_points"] for r in rows if m in r) / max(1, sum(m in r for r in rows)) for m in names
-    }
-    median_tau = {m: float(np.median([r[m]["kendall_tau"] for r in rows if m in r])) for m in names}
+    names = ("rankme", "rankme_safe", "rankme_projector", "alpha_req", "lidar", "lejepa_loss")
+    present = [m for m in names if any(m in r for r in rows)]
+    mean = {m: float(np.mean([r[m]["gap_points"] for r in rows if m in r])) for m in present}
+    median_tau = {m: float(np.median([r[m]["kendall_tau"] for r in rows if m in r])) for m in present}
     summary = {"sweeps": rows, "mean_gap_points": mean, "median_kendall_tau": median_tau}
     (d / "summary.json").write_text(json.dumps(summary, indent=2))
-    heads = ("RankMe", "RankMe, safe runs", "RankMe of the projector", "alpha-ReQ", "LiDAR")
+    heads = ("RankMe", "RankMe, safe runs", "RankMe of the projector", "alpha-ReQ", "LiDAR", "LeJEPA loss")
     print("| sweep | runs | oracle | " + " | ".join(f"{h} pick (gap, tau)" for h in heads) + " | excluded |")
     print("|---|---|---|" + "---|" * (len(heads) + 1))
     for r in rows:
