@@ -11,8 +11,9 @@ coefficients (oracle) and with a random code (Mialon, Garrido et al., NeurIPS 20
         [--solver small|lpsda] [--skip-train]
     python benchmarks/pde_ssl_study.py --table     # Markdown tables of the stored results
 
-Writes benchmarks/results/pde_ssl.json: per equation, per solver budget and per seed the full
-`pde_eval.json`, and a top-level "headline" (the default protocol's per-seed values at the largest budget):
+Writes benchmarks/results/pde_ssl.json after every seed (seeds of later invocations are added): per equation,
+per solver budget and per seed the full `pde_eval.json` (also kept as RUN_DIR/pde_eval-STEPS.json), and a
+top-level "headline" (per-seed values at the largest budget evaluated for every seed):
 {"kdv": {"baseline_nmse", "conditioned_nmse", "oracle_nmse", "random_nmse", "ssl_ic_nmse",
 "supervised_ic_nmse", "rankme"}, "ks": {...}, "burgers": {"ssl_rel_err", "supervised_rel_err", ...}}.
 NMSE = LPSDA's, summed over the predicted steps; *_ic_nmse = the mean over u0_k1 and u0_k2. Run directories
@@ -71,10 +72,11 @@ def seed_summary(ev: dict) -> dict:
 
 
 def headline(results: dict) -> dict:
-    """The issue's headline object, from the largest solver budget of every equation."""
+    """The issue's headline object, from the largest solver budget evaluated for every seed of an equation."""
     head: dict = {}
     for eq, entry in results.items():
-        budget = max(entry["budgets"], key=int)
+        full = [b for b, per in entry["budgets"].items() if set(per) >= set(entry["rankme"])]
+        budget = max(full, key=int)
         seeds = sorted(entry["budgets"][budget], key=int)
         per = [entry["budgets"][budget][s]["summary"] for s in seeds]
         reg = [entry["budgets"][entry["regression_budget"]][s]["summary"] for s in seeds]
@@ -152,6 +154,7 @@ def run_seed(eq: str, seed: int, budgets: list[int], args) -> tuple[float, dict[
             cmd += ["--skip", "regression"]
         wall = sh(selfsup + cmd)
         ev = json.loads((run_dir / "pde_eval.json").read_text())
+        (run_dir / f"pde_eval-{steps}.json").write_text(json.dumps(ev, indent=2))  # kept per budget
         out[steps] = {"train_command": "selfsup " + " ".join(train), "command": "selfsup " + " ".join(cmd)}
         out[steps].update(wall_s=wall, summary=seed_summary(ev), raw=ev)
     return rankme, out
@@ -175,26 +178,24 @@ def main() -> None:
         return
     doc.setdefault("equations", {})
     for eq in args.only or EQUATIONS:
-        entry = {
-            "budgets": {},
-            "rankme": {},
-            "regression_budget": str(args.solver_steps[0]),
-            "solver": args.solver,
-        }
+        entry = doc["equations"].get(eq, {})
+        if entry.get("solver") != args.solver:  # seeds of the same solver accumulate over invocations
+            entry = {"budgets": {}, "rankme": {}, "regression_budget": str(args.solver_steps[0])}
+            entry["solver"] = args.solver
         for seed in args.seeds:
             rankme, per_budget = run_seed(eq, seed, args.solver_steps, args)
             entry["rankme"][str(seed)] = rankme
             for steps, res in per_budget.items():
                 entry["budgets"].setdefault(str(steps), {})[str(seed)] = res
-        doc["equations"][eq] = entry
-        doc["headline"] = headline(doc["equations"])
-        doc["date"] = datetime.now(timezone.utc).isoformat()
-        doc["machine"] = {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_avg": os.getloadavg(),
-        }
-        OUT.write_text(json.dumps(doc, indent=2))
+            doc["equations"][eq] = entry
+            doc["headline"] = headline(doc["equations"])
+            doc["date"] = datetime.now(timezone.utc).isoformat()
+            doc["machine"] = {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "load_avg": os.getloadavg(),
+            }
+            OUT.write_text(json.dumps(doc, indent=2))
         print(eq, json.dumps(doc["headline"][eq], indent=1))
 
 
