@@ -180,7 +180,7 @@ def test_fit_then_evaluate_tiny(cache):
         assert all(1 <= s <= 3 for s in ts[kind]["best_step"])
     assert set(ts["fraction_of_oracle_gain"]) == {"ssl_conditioned", "oracle", "random"}
     assert ts["fraction_of_oracle_gain"]["oracle"] in (pytest.approx(1.0), None)
-    assert r["equation"] == "burgers"
+    assert r["equation"] == "burgers" and r["seeds"] == [0, 1]  # the run's training seed (0) and the next
     assert (
         ts["solver"]["dilated"] and ts["solver"]["conditioning"] == "shift" and ts["solver"]["cond_dim"] == 2
     )

@@ -381,8 +381,9 @@ def evaluate_run(
     ``solver`` defines the time-steppers (:class:`~selfsup.pde.stepping.SolverSpec`; default: the CPU
     protocol); ``cond_dim`` the principal components of the representation kept as the code (None: all);
     ``diagnostics`` the extra codes (``oracle``, ``random``); ``skip`` may hold ``"regression"`` and/or
-    ``"timestepping"``; ``labelled`` keeps only the first N training trajectories for the probes and solvers
-    (the encoder may have seen more). See the module docstring for the protocol.
+    ``"timestepping"``. The evaluation seeds (ridge split, supervised encoder, solvers) are the run's
+    training seed and the ``seeds - 1`` after it. ``labelled`` keeps only the first N training trajectories
+    for the probes and solvers (the encoder may have seen more). See the module docstring for the protocol.
     """
     if int(seeds) < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
@@ -401,7 +402,8 @@ def evaluate_run(
     layer = resolve_layer(layer, c.model.layer_names)
     if labelled is not None:
         c = dataclasses.replace(c, data=first_trajectories(c.data, int(labelled)))
-    seed_list = list(range(int(seeds)))
+    base = int(c.cfg.train.seed)  # runs trained with other seeds are evaluated with other seeds too
+    seed_list = list(range(base, base + int(seeds)))
     result: dict[str, Any] = {
         "run_dir": str(run_dir),
         "dataset": c.cfg.data.dataset,
