@@ -97,6 +97,8 @@ def headline(results: dict) -> dict:
 
 def _pm(values: list[float], digits: int = 3) -> str:
     n = len(values)
+    if n == 1:
+        return f"{values[0]:.{digits}g} (1 seed)"
     mean = sum(values) / n
     sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
     return f"{mean:.{digits}g} ± {sd:.1g}"
