@@ -6,7 +6,7 @@ et al., LPSDA, does the same).
 
 * ``kdv``: ``u_t + u u_x + u_xxx = 0`` (ETDRK4, ``L ~ U(0.9, 1.1) 128``, ``T ~ U(0.9, 1.1) 100``).
 * ``ks``: ``u_t + u u_x + u_xx + u_xxxx = 0`` (ETDRK4, ``L ~ U(0.9, 1.1) 64``, ``T ~ U(0.9, 1.1) 100``;
-  ``T0 = 100`` is our choice, the paper does not state it).
+  ``T0 = 100`` is LPSDA's default end time, which the paper does not restate).
 * ``heat``: ``u_t = nu u_xx`` solved exactly in Fourier space, ``u_hat(t) = u_hat(0) exp(-nu k^2 t)``.
 * ``burgers``: ``u_t + u u_x = nu u_xx`` solved exactly by the Cole-Hopf map ``u = -2 nu psi_x / psi`` of the
   heat solution ``psi`` with ``psi0 = exp(-Phi / (2 nu))``, ``Phi = int_0^x u0`` (closed form; ``u0`` has zero
