@@ -230,24 +230,22 @@ def random_window(x: torch.Tensor, crop: tuple[int, int], gen: torch.Generator) 
 DIAGNOSTICS = ("oracle", "random")
 
 
-def true_coefficients(info: dict, split: str) -> tuple[list[str], torch.Tensor]:
+def true_coefficients(info: dict, split: str) -> torch.Tensor:
     """The recorded coefficients of ``split`` that vary across the training trajectories, as ``(n, k)``
-    float64 (``log`` for the scale coefficients of :data:`LOG_COEFFS`) and their names."""
+    float64 (``log`` for the scale coefficients of :data:`LOG_COEFFS`)."""
     names = varying_coefficients(info["coeffs"]["train"])
     cols = [info["coeffs"][split][k].double() for k in names]
-    return names, torch.stack(
-        [v.log() if k in LOG_COEFFS else v for k, v in zip(names, cols, strict=True)], 1
-    )
+    return torch.stack([v.log() if k in LOG_COEFFS else v for k, v in zip(names, cols, strict=True)], 1)
 
 
 def conditioning_codes(
-    c: Components, layer: str, spec: SolverSpec, cond_dim: int | None, diagnostics: tuple[str, ...], seed: int
+    c: Components, layer: str, spec: SolverSpec, cond_dim: int | None, diagnostics: tuple[str, ...]
 ) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
     """Per kind, the (train, test) codes: ``baseline`` none; ``ssl_conditioned`` the frozen representation of
     the window the test rollout starts from (steps ``[start, start + history)``: the data the solver has),
     standardised and reduced to ``cond_dim`` principal components by :func:`bottleneck`; ``oracle`` the true
-    coefficients (initial-condition amplitudes for KdV/KS, with L and T; ``nu`` for Burgers), standardised;
-    ``random`` a Gaussian code per trajectory of the SSL code's size."""
+    coefficients (initial-condition amplitudes for KdV/KS, with L and T; ``nu`` for Burgers), standardised.
+    The ``random`` diagnostic depends on the seed: :func:`random_code`."""
     data, win = c.data, slice(spec.start, spec.start + spec.history)
     z = [embed(c.model, x[:, :, win], c.device, [layer])[layer].cpu() for x in (data.train.x, data.test.x)]
     codes: dict[str, tuple] = {
@@ -255,13 +253,16 @@ def conditioning_codes(
         "ssl_conditioned": tuple(bottleneck(*z, dim=cond_dim)),
     }
     if "oracle" in diagnostics:
-        oracle = [true_coefficients(data.info, split)[1] for split in ("train", "test")]
+        oracle = [true_coefficients(data.info, split) for split in ("train", "test")]
         if oracle[0].shape[1]:
             codes["oracle"] = tuple(a.float() for a in standardise(*oracle))
-    if "random" in diagnostics:
-        gen, dim = torch.Generator().manual_seed(10_000 + seed), codes["ssl_conditioned"][0].shape[1]
-        codes["random"] = tuple(torch.randn(len(a), dim, generator=gen) for a in z)
     return codes
+
+
+def random_code(like: tuple[torch.Tensor, torch.Tensor], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Gaussian (train, test) code per trajectory of the shapes of ``like`` (the SSL code), seeded."""
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    return tuple(torch.randn(a.shape, generator=gen) for a in like)
 
 
 def _grid_features(info: dict) -> list[torch.Tensor]:
@@ -307,8 +308,11 @@ def time_stepping(
     va, fit = perm[: max(1, len(u_tr) // 8)], perm[max(1, len(u_tr) // 8) :]
     pick = lambda a, idx: None if a is None else a[idx]  # noqa: E731
     vals: dict[str, dict[str, list]] = {}
+    codes = conditioning_codes(c, layer, spec, cond_dim, diagnostics)  # embedded once, used by every seed
     for s in seeds:
-        for kind, (z_tr, z_te) in conditioning_codes(c, layer, spec, cond_dim, diagnostics, s).items():
+        if "random" in diagnostics:
+            codes["random"] = random_code(codes["ssl_conditioned"], s)
+        for kind, (z_tr, z_te) in codes.items():
             train = Trajectories(u_tr[fit], pick(grid_tr, fit), pick(z_tr, fit))
             valid = Trajectories(u_tr[va], pick(grid_tr, va), pick(z_tr, va))
             model, kept = train_solver(train, valid, spec, s, c.device)
