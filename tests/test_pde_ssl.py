@@ -42,11 +42,17 @@ def test_views_keep_shapes_and_are_random_per_sample():
     assert all(not torch.allclose(flat[i], flat[j]) for i in range(6) for j in range(i))
     crop = build_views("pde", x.shape[1:], equation="burgers", crop=(16, 24))
     c = crop(x)
-    assert c.shape == (6, 2, 16, 24)
-    # the grid channel stays constant per sample (dt/dx, rescaled by the scaling symmetry)
-    g = c[:, 1].flatten(1)
-    assert torch.allclose(g, g[:, :1].expand_as(g))
-    assert not torch.allclose(g[:, 0], x[:, 1, 0, 0])
+    assert c.shape == (6, 3, 16, 24)
+    # the coordinates are the window's, rescaled by Burgers' scaling x -> e^e x, t -> e^(2e) t
+    t, xc = c[:, 1].double(), c[:, 2].double()
+    dt, dx = t[:, 1, 0] - t[:, 0, 0], xc[:, 0, 1] - xc[:, 0, 0]
+    assert torch.allclose(t, t[:, :1] + dt[:, None, None] * torch.arange(16.0)[:, None], atol=1e-4)
+    assert torch.allclose(xc, xc[:, :, :1] + dx[:, None, None] * torch.arange(24.0), atol=1e-4)
+    e = torch.log(dx / d.dx[0])
+    assert torch.allclose(torch.log(dt / d.dt[0]), 2 * e, atol=1e-4) and float(e.abs().max()) > 1e-3
+    for coord, step, n in ((t[:, 0, 0], dt, 60 - 16), (xc[:, 0, 0], dx, 32 - 24)):
+        start = coord / step  # the window's first row / column: an index of the full field
+        assert torch.allclose(start, start.round(), atol=1e-3) and bool(((start >= 0) & (start <= n)).all())
     no_sym = build_views("pde", x.shape[1:], equation="burgers", space=0, boost=0, scale=0)
     assert torch.allclose(no_sym(x), x)
 
@@ -55,17 +61,17 @@ def test_views_keep_shapes_and_are_random_per_sample():
 def test_symmetry_view_of_a_solution_is_a_solution(equation):
     d = generate(equation, 3, seed=1, threads=1, **FINE[equation])
     nu = d.coeffs.get("nu")
-    ratio = d.dt / d.dx
-    x = torch.stack([d.u, ratio[:, None, None].expand_as(d.u)], 1)  # float64 samples
+    x = to_samples(d, torch.float64)
     before = residual(equation, d.u, d.dt, d.dx, nu=nu)
     assert float(before.max()) < 1e-4
     torch.manual_seed(0)
     views = PDEViews(x.shape[1:], equation=equation, crop=(180, d.nx), space=1.0, boost=0.4, scale=0.1)
     v = views(x)
-    assert v.dtype == torch.float64 and v.shape == (3, 2, 180, d.nx)
+    assert v.dtype == torch.float64 and v.shape == (3, 3, 180, d.nx)
     a, b = SCALING[equation]
-    e = torch.log(v[:, 1, 0, 0] / ratio) / (b - a)  # the scaling parameter each sample drew
+    e = torch.log((v[:, 2, 0, 1] - v[:, 2, 0, 0]) / d.dx) / a  # the scaling parameter each sample drew
     assert float(e.abs().max()) > 1e-3
+    assert torch.allclose(v[:, 1, 1, 0] - v[:, 1, 0, 0], d.dt * torch.exp(b * e))  # t scaled consistently
     after = residual(equation, v[:, 0], d.dt * torch.exp(b * e), d.dx * torch.exp(a * e), nu=nu)
     assert float(after.max()) < 1e-4 and bool((after <= 2 * before + 1e-8).all())
     # the views really moved the field, and dropping the boost's u + c breaks the solution
@@ -78,10 +84,10 @@ def test_symmetry_view_of_a_solution_is_a_solution(equation):
 
 
 def test_pde2d_shapes_layers_and_invariances():
-    net = build_backbone("pde2d", (2, 40, 64), width=8).eval()
+    net = build_backbone("pde2d", (3, 40, 64), width=8).eval()
     assert net.layer_names == ["stem", "layer1", "layer2", "layer3", "pool"]
     assert net.layer_dims == {"stem": 8, "layer1": 8, "layer2": 16, "layer3": 32, "pool": 32}
-    x = torch.randn(3, 2, 40, 64)
+    x = torch.randn(3, 3, 40, 64)
     with torch.no_grad():
         z = net(x)
         assert z.shape == (3, 32)
@@ -89,21 +95,39 @@ def test_pde2d_shapes_layers_and_invariances():
         assert {k: v.shape[1] for k, v in feats.items()} == net.layer_dims
         assert torch.allclose(feats["pool"], z)
         x2 = x.clone()
-        x2[:, 1] = 7.0  # the grid channel is ignored
+        x2[:, 1:] = 7.0  # the coordinate channels are ignored (fields=1)
         assert torch.allclose(net(x2), z)
         # circular in x: a roll by the total stride (8) leaves the pooled representation unchanged
         assert torch.allclose(net(torch.roll(x, 8, dims=-1)), z, atol=1e-5)
-        assert net(torch.randn(2, 2, 20, 48)).shape == (2, 32)  # any field size
+        assert net(torch.randn(2, 3, 20, 48)).shape == (2, 32)  # any field size
     with pytest.raises(ShapeError):
         build_backbone("pde2d", (1, 40))
     with pytest.raises(ConfigError):
-        build_backbone("pde2d", (2, 40, 64), fields=3)
+        build_backbone("pde2d", (3, 40, 64), fields=4)
+
+
+def test_pde2d_reads_the_coordinates_with_fields_3():
+    """fields=3: the coordinates reach the encoder, batch-normalised (their scale does not matter at the
+    start: raw coordinates of ~100 and the same ones / 100 give the same training-mode output)."""
+    net = build_backbone("pde2d", (3, 40, 64), width=8, fields=3)
+    t = torch.arange(40.0)[:, None].expand(40, 64)
+    x = torch.stack(
+        [torch.randn(4, 40, 64), t.expand(4, 40, 64) * torch.rand(4, 1, 1) * 3, torch.zeros(4, 40, 64)], 1
+    )
+    x[:, 2] = torch.arange(64.0) * 2.0
+    small = x.clone()
+    small[:, 1:] /= 100
+    torch.manual_seed(0)
+    assert torch.allclose(net(x), net(small), atol=1e-4)
+    other = x.clone()
+    other[:, 1] *= torch.tensor([1.0, 2.0, 0.5, 1.5])[:, None, None]  # other time steps dt
+    assert not torch.allclose(net(other), net(x), atol=1e-3)
 
 
 def test_datasets_generated_and_from_file(cache):
     a = load_dataset(f"pde-gen:{TINY}")
-    assert a.train.x.shape == (16, 2, 40, 32) and a.test.x.shape == (8, 2, 40, 32)
-    assert a.train.y is None and a.num_classes is None and a.sample_shape == (2, 40, 32)
+    assert a.train.x.shape == (16, 3, 40, 32) and a.test.x.shape == (8, 3, 40, 32)
+    assert a.train.y is None and a.num_classes is None and a.sample_shape == (3, 40, 32)
     assert set(a.info["coeffs"]["train"]) == {"L", "T", "nu"} and a.info["coeffs"]["test"]["nu"].shape == (8,)
     assert a.info["dt"]["train"].shape == (16,) and a.info["view_args"] == {"equation": "burgers"}
     files = list((cache / "cache" / "pde").glob("*.h5"))
@@ -115,10 +139,11 @@ def test_datasets_generated_and_from_file(cache):
     write_h5(path, d, "train")
     write_h5(path, d[:2], "valid")
     f = load_dataset(f"pde:{path}")
-    assert f.train.x.shape == (3, 2, 20, 32) and f.test.x.shape == (2, 2, 20, 32)
+    assert f.train.x.shape == (3, 3, 20, 32) and f.test.x.shape == (2, 3, 20, 32)
     assert torch.allclose(f.info["coeffs"]["train"]["L"], d.coeffs["L"])
-    ratio = (d.dt / d.dx).float()
-    assert torch.allclose(f.train.x[:, 1, 0, 0], ratio)
+    j, i = torch.arange(20.0)[:, None], torch.arange(32.0)  # coordinates t = j dt, x = i dx
+    assert torch.allclose(f.train.x[:, 1], d.dt.float()[:, None, None] * j.expand(20, 32))
+    assert torch.allclose(f.train.x[:, 2], d.dx.float()[:, None, None] * i.expand(20, 32))
 
 
 def test_bad_inputs_give_clear_errors(cache):
@@ -129,11 +154,11 @@ def test_bad_inputs_give_clear_errors(cache):
     with pytest.raises(ConfigError, match="unknown parameter"):
         load_dataset("pde-gen:kdv,nxx=3")
     with pytest.raises(ConfigError, match="equation"):
-        build_views("pde", (2, 40, 32))
+        build_views("pde", (3, 40, 32))
     with pytest.raises(ConfigError, match="no 'add' symmetry"):
-        build_views("pde", (2, 40, 32), equation="kdv", add=0.1)
+        build_views("pde", (3, 40, 32), equation="kdv", add=0.1)
     with pytest.raises(ConfigError, match="crop"):
-        build_views("pde", (2, 40, 32), equation="kdv", crop=(50, 8))
+        build_views("pde", (3, 40, 32), equation="kdv", crop=(50, 8))
     with pytest.raises(ConfigError, match="dt_dx"):
         build_views("pde", (1, 40, 32), equation="kdv")
     with pytest.raises(ShapeError):

@@ -31,16 +31,16 @@ def test_registries_are_complete_in_a_fresh_interpreter():
         "from selfsup.data import list_datasets\n"
         "from selfsup.views import build_views\n"
         "print('selfsup.pde' in sys.modules)\n"  # importing the registries does not import pde
-        "print(build_backbone('pde2d', (2, 64, 128)).out_dim)\n"
+        "print(build_backbone('pde2d', (3, 64, 128)).out_dim)\n"
         "print(sorted(r['name'] for r in list_datasets() if r['name'].startswith('pde')))\n"
-        "print(type(build_views('pde', (2, 40, 32), equation='kdv')).__name__)\n"
+        "print(type(build_views('pde', (3, 40, 32), equation='kdv')).__name__)\n"
     )
     assert _fresh(code).splitlines() == ["False", "64", "['pde-gen:PATH', 'pde:PATH']", "PDEViews"]
 
 
 def test_unknown_plugged_names_still_get_did_you_mean():
     with pytest.raises(ConfigError, match="Did you mean 'pde2d'"):
-        build_backbone("pde2e", (2, 8, 8))
+        build_backbone("pde2e", (3, 8, 8))
     with pytest.raises(ConfigError, match="Did you mean 'pde-gen"):
         C.resolve(None, ["data.dataset=pde-gne:kdv"])
 

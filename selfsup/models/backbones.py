@@ -332,7 +332,7 @@ class SmallResNet(Backbone):
         for m in self.modules():
             if isinstance(m, (nn.Conv1d, nn.Conv2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 

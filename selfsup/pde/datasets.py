@@ -8,13 +8,14 @@ Plugged into :mod:`selfsup.data` through the ``selfsup.datasets`` entry points (
   under ``$SELFSUP_CACHE/pde``; keys ``n_train`` (512), ``n_test`` (128), ``data_seed`` (0) and any
   generator parameter of :func:`selfsup.pde.generate`, e.g. ``pde-gen:burgers,n_train=256,nx=128,keep=64``.
 
-**Sample layout.** A trajectory is stored as a ``(2, nt, nx)`` float32 sample: channel 0 is the field ``u``,
-channel 1 is the constant ``dt / dx`` of that trajectory (the "grid channel"). The views
-(:mod:`selfsup.pde.views`) need this ratio for the Galilean boost (a row ``i`` steps after the window start
-is shifted by ``c * i * dt / dx`` grid points), and the KdV/Burgers scaling updates it; KdV and KS draw
-``L`` and ``T`` per trajectory, so one per-dataset ratio would make the boost only approximately a symmetry.
-The ``pde2d`` encoder (:mod:`selfsup.pde.encoder`) reads only channel 0, so it never sees the grid (which
-would leak the ``L``/``T`` regression targets).
+**Sample layout.** A trajectory is stored as a ``(3, nt, nx)`` float32 sample: channel 0 is the field ``u``,
+channels 1 and 2 are its coordinates ``t = j dt`` and ``x = i dx`` (from the first stored point), as the
+public SSL code feeds its Navier-Stokes fields with their coordinates as channels. The views
+(:mod:`selfsup.pde.views`) read ``dt / dx`` from them for the Galilean boost (a row ``i`` steps after the
+window start is shifted by ``c * i * dt / dx`` grid points) and rescale them with the KdV/Burgers scaling;
+KdV and KS draw ``L`` and ``T`` per trajectory, so one per-dataset grid would make the boost only
+approximately a symmetry. The ``pde2d`` encoder (:mod:`selfsup.pde.encoder`) reads only channel 0 by default
+(``fields=1``, grid-blind); ``fields=3`` gives it the coordinates too.
 
 ``DataSplits.info`` holds ``equation``, per split ``coeffs`` (name -> ``(n,)`` float64, e.g. ``L``, ``T``,
 ``nu``), ``dx``, ``dt``, and ``default_views``/``view_args`` (``pde`` with the equation), which
@@ -40,11 +41,13 @@ from selfsup.pde.generate import parse_options
 __all__ = ["PDE_FILE", "PDE_GENERATED", "load_pde_file", "load_pde_generated", "pde_splits", "to_samples"]
 
 
-def to_samples(data: PDEData) -> torch.Tensor:
-    """``(n, 2, nt, nx)`` float32: the field and the constant per-trajectory ``dt / dx`` channel."""
-    ratio = (data.dt / data.dx).to(torch.float32)
-    grid = ratio[:, None, None].expand(data.n, data.nt, data.nx)
-    return torch.stack([data.u.to(torch.float32), grid], dim=1).contiguous()
+def to_samples(data: PDEData, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(n, 3, nt, nx)``: the field and its coordinates ``t = j dt``, ``x = i dx`` per trajectory."""
+    j = torch.arange(data.nt, dtype=torch.float64)
+    i = torch.arange(data.nx, dtype=torch.float64)
+    t = (data.dt.double()[:, None, None] * j[:, None]).expand(data.n, data.nt, data.nx)
+    x = (data.dx.double()[:, None, None] * i).expand(data.n, data.nt, data.nx)
+    return torch.stack([data.u.double(), t, x], dim=1).to(dtype).contiguous()
 
 
 def pde_splits(name: str, train: PDEData, test: PDEData | None, source: str) -> DataSplits:
@@ -61,7 +64,7 @@ def pde_splits(name: str, train: PDEData, test: PDEData | None, source: str) -> 
         "dx": {s: d.dx.cpu() for s, d in parts.items()},
         "dt": {s: d.dt.cpu() for s, d in parts.items()},
         "params": train.params,
-        "grid_channel": "dt/dx",
+        "channels": ["u", "t", "x"],
         "default_views": "pde",
         "view_args": {"equation": train.equation},
     }
@@ -71,7 +74,7 @@ def pde_splits(name: str, train: PDEData, test: PDEData | None, source: str) -> 
         train=ArrayDataset(to_samples(train)),
         test=ArrayDataset(to_samples(test)) if test is not None else None,
         num_classes=None,
-        sample_shape=(2, train.nt, train.nx),
+        sample_shape=(3, train.nt, train.nx),
         info=info,
     )
 
@@ -150,7 +153,7 @@ PDE_FILE = DatasetEntry(
     load_pde_file,
     "image",
     "pde:PATH.h5 - PDE trajectories written by 'selfsup pde generate' (or LPSDA files); train split -> "
-    "train, test/valid -> test; samples (2, nt, nx): field + dt/dx channel; coefficients in info.",
+    "train, test/valid -> test; samples (3, nt, nx): field, t and x coordinates; coefficients in info.",
     prefix=True,
     default_views="pde",
 )
@@ -159,7 +162,7 @@ PDE_GENERATED = DatasetEntry(
     load_pde_generated,
     "image",
     "pde-gen:EQUATION[,n_train=512,n_test=128,data_seed=0,GENERATOR_KEY=VALUE...] - kdv, ks, heat or "
-    "burgers generated locally and cached; samples (2, nt, nx) as for pde:PATH.",
+    "burgers generated locally and cached; samples (3, nt, nx) as for pde:PATH.",
     prefix=True,
     default_views="pde",
 )

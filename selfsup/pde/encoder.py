@@ -38,21 +38,30 @@ class _Block(BasicBlock):
 
 
 class _Fields(nn.Module):
+    """The first ``fields`` channels; the coordinate channels among them (all but the field ``u``) batch-
+    normalised, without affine parameters, so raw coordinates (up to ~100) start on the scale of ``u``."""
+
     def __init__(self, fields: int) -> None:
         super().__init__()
         self.fields = fields
+        self.coords = nn.BatchNorm2d(fields - 1, affine=False) if fields > 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, : self.fields]
+        x = x[:, : self.fields]
+        if self.coords is None:
+            return x
+        return torch.cat([x[:, :1], self.coords(x[:, 1:])], dim=1)
 
 
 class PDE2dResNet(SmallResNet):
     """Small 2-D ResNet over PDE fields ``B x C x nt x nx``, circular in x, for ``pde:``/``pde-gen:`` data.
 
     :class:`~selfsup.models.SmallResNet` with circular-in-x 3x3 convolutions and a ``stem`` that reads only
-    the first ``fields`` channels (the rest, e.g. the ``dt/dx`` grid channel, is ignored), then a 5x5 conv
-    of stride ``stem_stride``, BN, ReLU; ``out_dim = 4*width``. Any field size is accepted (crops at
-    training, whole fields at evaluation).
+    the first ``fields`` channels, then a 5x5 conv of stride ``stem_stride``, BN, ReLU; ``out_dim =
+    4*width``. With the ``pde:``/``pde-gen:`` layout ``(u, t, x)``, ``fields=1`` (default) reads the field
+    only: the encoder is blind to the grid ``dx``, ``dt``; ``fields=3`` also reads the coordinates (as the
+    public SSL code's Navier-Stokes encoder), batch-normalised without affine parameters. Any field size
+    is accepted (crops at training, whole fields at evaluation).
     """
 
     def __init__(
