@@ -110,8 +110,12 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="a run trained on pde:PATH.h5 or pde-gen:EQUATION data"),
     seeds: int = typer.Option(3, "--seeds", help="seeds (supervised baseline, ridge split, solvers)"),
     sup_epochs: int = typer.Option(20, "--sup-epochs", help="epochs of the supervised regression baseline"),
-    solver_steps: int = typer.Option(300, "--solver-steps", help="training steps of each time-stepper"),
+    solver_steps: int = typer.Option(1000, "--solver-steps", help="training steps of each time-stepper"),
     solver: str = typer.Option("small", "--solver", help="time-stepper: small (ours) or lpsda (LPSDA's CNN)"),
+    solver_optimizer: str = typer.Option(
+        None, "--solver-optimizer", help="adam (ours) or lpsda (AdamW + LPSDA's steps); default: the solver's"
+    ),
+    solver_lr: float = typer.Option(None, "--solver-lr", help="default: adam 1e-3, lpsda 1e-4"),
     history: int = typer.Option(20, "--history", help="input steps of the time-stepper"),
     future: int = typer.Option(20, "--future", help="steps predicted per call of the time-stepper"),
     start: int = typer.Option(20, "--start", help="first input step of the test rollout (LPSDA: 20)"),
@@ -143,6 +147,8 @@ def evaluate(
     spec = SolverSpec(
         arch=solver,
         steps=solver_steps,
+        optimizer=solver_optimizer,
+        lr=solver_lr,
         history=history,
         future=future,
         start=start,

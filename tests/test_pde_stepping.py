@@ -17,6 +17,7 @@ from selfsup.pde.stepping import (
     Trajectories,
     bottleneck,
     drop_codes,
+    make_optimizer,
     rollout,
     standardise,
     train_solver,
@@ -150,3 +151,29 @@ def test_code_dropout_zeroes_whole_codes():
     assert torch.equal(kept | (out == 0).all(1), torch.ones(4000, dtype=torch.bool))  # all or nothing per row
     assert abs(float((~kept).float().mean()) - 0.3) < 0.03
     assert drop_codes(cond, 0.0, torch.Generator()) is cond
+
+
+def test_lpsda_optimizer_reproduces_its_epoch_schedule():
+    """With 20 steps standing for LPSDA's 20 epochs: AdamW (weight decay 0.01) at 0.4 x 1e-4 from the start
+    (its milestone 0 fires when MultiStepLR is built), x 0.4 at epochs 5, 10, 15 (docs/pde-protocol.md)."""
+    spec = SolverSpec(arch="lpsda", steps=20)
+    assert (spec.optimizer, spec.lr) == ("lpsda", 1e-4)
+    opt, schedule = make_optimizer(torch.nn.Linear(2, 2), spec)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.01
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    expected = [4e-5] * 5 + [1.6e-5] * 5 + [6.4e-6] * 5 + [2.56e-6] * 5
+    assert np.allclose(lrs, expected, rtol=1e-12)
+    small = SolverSpec()  # ours: Adam 1e-3, constant
+    assert (small.optimizer, small.lr) == ("adam", 1e-3)
+    opt, schedule = make_optimizer(torch.nn.Linear(2, 2), small)
+    assert type(opt) is torch.optim.Adam
+    for _ in range(5):
+        opt.step()
+        schedule.step()
+    assert opt.param_groups[0]["lr"] == 1e-3
+    with pytest.raises(ConfigError, match="adam, lpsda"):
+        SolverSpec(optimizer="sgd")
