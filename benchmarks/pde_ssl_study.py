@@ -9,6 +9,7 @@ coefficients (oracle) and with a random code (Mialon, Garrido et al., NeurIPS 20
 
     python benchmarks/pde_ssl_study.py [--only kdv] [--seeds 0 1 2] [--solver-steps 300 1000 3000]
         [--solver small|lpsda] [--skip-train]
+    python benchmarks/pde_ssl_study.py --only kdv --tag e40 --set train.epochs=40   # a variant of the preset
     python benchmarks/pde_ssl_study.py --table     # Markdown tables of the stored results
 
 Writes benchmarks/results/pde_ssl.json after every seed (seeds of later invocations are added): per equation,
@@ -18,7 +19,9 @@ top-level "headline" (per-seed values at the largest budget evaluated for every 
 "supervised_ic_nmse", "rankme"}, "ks": {...}, "burgers": {"ssl_rel_err", "supervised_rel_err", ...}}.
 NMSE = LPSDA's, summed over the predicted steps; *_ic_nmse = the mean over u0_k1 and u0_k2. Run directories
 stay in runs/bench/pde-EQ-sS/.
-The results of the protocol used before issue 17 are kept under "previous_protocol".
+The results of the protocol used before issue 17 are kept under "previous_protocol". A run with ``--tag T``
+trains the preset with the ``--set`` overrides (run directories runs/bench/pde-EQ-T-sS) and is stored under
+"variants" -> T (with its overrides), outside the headline.
 """
 
 from __future__ import annotations
@@ -136,14 +139,43 @@ def print_tables(doc: dict) -> None:
             print(f"| {eq} | {name} | {cells[0]} | {cells[1]} | {floor} | {cells[2]} | {cells[3]} |")
 
 
+def _variant_row(tag: str, eq: str, entry: dict, h: dict) -> str:
+    changes = " ".join(entry.get("overrides", []) + entry.get("eval_args", [])) or "-"
+    key = "rel_err" if eq == "burgers" else "ic_nmse"
+    reg = f"{_pm(h['ssl_' + key])} / {_pm(h['supervised_' + key])}"
+    cols = {k: [v for v in h[f"{k}_nmse"] if v is not None] for k in ("baseline", "conditioned", "oracle")}
+    share = "-"
+    if cols["oracle"]:
+        frac = oracle_fraction({k: {"nmse_sum": v} for k, v in cols.items()})["conditioned"]
+        share = "no gain" if frac is None else f"{frac:.0%}"
+    cells = " | ".join(_pm(v) if v else "-" for v in cols.values())
+    return (
+        f"| {tag} | {changes} | {eq} | {h['solver_steps']} | {_pm(h['rankme'])} | {reg} | {cells} | {share} |"
+    )
+
+
+def print_variants(doc: dict) -> None:
+    """Markdown: each variant beside the preset (mean ± std over encoder seeds): RankMe, regression (KdV/KS:
+    the mean NMSE of the two initial-condition amplitudes; Burgers: nu's relative error), rollout errors."""
+    print(
+        "| variant | changes | equation | solver steps | RankMe | regression SSL / supervised | baseline ",
+        end="",
+    )
+    print("| SSL code | oracle | share of oracle gain |\n|---|---|---|---|---|---|---|---|---|---|")
+    sections = {"preset": doc.get("equations", {}), **doc.get("variants", {})}
+    for tag, section in sections.items():
+        for eq, h in headline(section).items():
+            print(_variant_row(tag, eq, section[eq], h))
+
+
 def run_seed(eq: str, seed: int, budgets: list[int], args) -> tuple[float, dict[int, dict]]:
     """Train (unless --skip-train) and evaluate one encoder seed; returns its RankMe and one entry per
     budget."""
     selfsup = [sys.executable, "-m", "selfsup.cli"]
-    name = f"pde-{eq}-s{seed}"
+    name = f"pde-{eq}-{args.tag}-s{seed}" if args.tag else f"pde-{eq}-s{seed}"
     run_dir = ROOT / "runs" / "bench" / name
     train = ["train", "--quiet", "--config", f"configs/vicreg-{eq}.yaml", f"train.seed={seed}"]
-    train += ["train.out_dir=runs/bench", f"train.name={name}"]
+    train += ["train.out_dir=runs/bench", f"train.name={name}", *args.set]
     if not args.skip_train:
         subprocess.run(["rm", "-rf", str(run_dir)], check=True)
         sh(selfsup + train)
@@ -151,7 +183,7 @@ def run_seed(eq: str, seed: int, budgets: list[int], args) -> tuple[float, dict[
     out = {}
     for i, steps in enumerate(budgets):
         cmd = ["pde", "evaluate", f"runs/bench/{name}", "--seeds", "1", "--solver-steps", str(steps)]
-        cmd += ["--solver", args.solver, "--diagnostics", args.diagnostics]
+        cmd += ["--solver", args.solver, "--diagnostics", args.diagnostics, *args.eval_args]
         if i:  # the regression does not depend on the solver budget
             cmd += ["--skip", "regression"]
         wall = sh(selfsup + cmd)
@@ -170,6 +202,11 @@ def main() -> None:
     ap.add_argument("--solver", choices=["small", "lpsda"], default="small")
     ap.add_argument("--diagnostics", default="oracle,random", help="codes beside the SSL one")
     ap.add_argument("--skip-train", action="store_true", help="reuse runs/bench/pde-EQ-sS")
+    ap.add_argument("--tag", help="store as the variant TAG (under 'variants', not in the headline)")
+    ap.add_argument("--set", nargs="+", default=[], help="config overrides of the variant (key=value)")
+    ap.add_argument(
+        "--eval-args", nargs="+", default=[], help="more `pde evaluate` options, e.g. --cond-dim=4"
+    )
     ap.add_argument("--table", action="store_true", help="only print the stored results as Markdown")
     args = ap.parse_args()
     doc = json.loads(OUT.read_text()) if OUT.is_file() else {}
@@ -177,19 +214,27 @@ def main() -> None:
         doc = {"previous_protocol": doc}
     if args.table:
         print_tables(doc)
+        print()
+        print_variants(doc)
         return
-    doc.setdefault("equations", {})
+    if (args.set or args.eval_args) and not args.tag:
+        ap.error("--set and --eval-args describe a variant: give it a --tag")
+    section = (
+        doc.setdefault("variants", {}).setdefault(args.tag, {})
+        if args.tag
+        else doc.setdefault("equations", {})
+    )
     for eq in args.only or EQUATIONS:
-        entry = doc["equations"].get(eq, {})
-        if entry.get("solver") != args.solver:  # seeds of the same solver accumulate over invocations
-            entry = {"budgets": {}, "rankme": {}, "regression_budget": str(args.solver_steps[0])}
-            entry["solver"] = args.solver
+        entry = section.get(eq, {})
+        setup = {"solver": args.solver, "overrides": args.set, "eval_args": args.eval_args}
+        if any(entry.get(k, [] if k != "solver" else "small") != v for k, v in setup.items()):
+            entry = {"budgets": {}, "rankme": {}, "regression_budget": str(args.solver_steps[0]), **setup}
         for seed in args.seeds:
             rankme, per_budget = run_seed(eq, seed, args.solver_steps, args)
             entry["rankme"][str(seed)] = rankme
             for steps, res in per_budget.items():
                 entry["budgets"].setdefault(str(steps), {})[str(seed)] = res
-            doc["equations"][eq] = entry
+            section[eq] = entry
             doc["headline"] = headline(doc["equations"])
             doc["date"] = datetime.now(timezone.utc).isoformat()
             doc["machine"] = {
@@ -198,7 +243,7 @@ def main() -> None:
                 "load_avg": os.getloadavg(),
             }
             OUT.write_text(json.dumps(doc, indent=2))
-        print(eq, json.dumps(doc["headline"][eq], indent=1))
+        print(eq, json.dumps(headline(section)[eq], indent=1))
 
 
 if __name__ == "__main__":
