@@ -157,7 +157,7 @@ def test_lpsda_optimizer_reproduces_its_epoch_schedule():
     """With 20 steps standing for LPSDA's 20 epochs: AdamW (weight decay 0.01) at 0.4 x 1e-4 from the start
     (its milestone 0 fires when MultiStepLR is built), x 0.4 at epochs 5, 10, 15 (docs/pde-protocol.md)."""
     spec = SolverSpec(arch="lpsda", steps=20)
-    assert (spec.optimizer, spec.lr) == ("lpsda", 1e-4)
+    assert (spec.optimizer, spec.lr, spec.batch_size) == ("lpsda", 1e-4, 16)
     opt, schedule = make_optimizer(torch.nn.Linear(2, 2), spec)
     assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.01
     lrs = []
@@ -168,7 +168,7 @@ def test_lpsda_optimizer_reproduces_its_epoch_schedule():
     expected = [4e-5] * 5 + [1.6e-5] * 5 + [6.4e-6] * 5 + [2.56e-6] * 5
     assert np.allclose(lrs, expected, rtol=1e-12)
     small = SolverSpec()  # ours: Adam 1e-3, constant
-    assert (small.optimizer, small.lr) == ("adam", 1e-3)
+    assert (small.optimizer, small.lr, small.batch_size) == ("adam", 1e-3, 32)
     opt, schedule = make_optimizer(torch.nn.Linear(2, 2), small)
     assert type(opt) is torch.optim.Adam
     for _ in range(5):

@@ -51,15 +51,15 @@ OPTIMIZERS = {"adam": 1e-3, "lpsda": 1e-4}
 @dataclass(frozen=True)
 class SolverSpec:
     """Everything that defines one time-stepper and its training (defaults: the ``small`` CPU protocol).
-    ``optimizer`` None is the architecture's own (``small``: ``adam``; ``lpsda``: ``lpsda``), ``lr`` None
-    the optimiser's (:data:`OPTIMIZERS`)."""
+    ``optimizer`` and ``batch_size`` None are the architecture's own (``small``: ``adam``, 32; ``lpsda``:
+    ``lpsda``, 16 as LPSDA's ``train.py``), ``lr`` None the optimiser's (:data:`OPTIMIZERS`)."""
 
     arch: str = "small"
     steps: int = 1000  # training steps
     history: int = 20
     future: int = 20
     start: int = 20  # first input step of the test rollout (LPSDA: 20)
-    batch_size: int = 32
+    batch_size: int | None = None
     optimizer: str | None = None
     lr: float | None = None
     grid: bool = True  # log dx, log dt as input channels
@@ -72,6 +72,8 @@ class SolverSpec:
         if self.arch not in ARCHS:
             raise ConfigError(f"solver architecture must be one of {', '.join(ARCHS)}, got '{self.arch}'")
         _check_conditioning(self.conditioning)
+        if self.batch_size is None:
+            object.__setattr__(self, "batch_size", 16 if self.arch == "lpsda" else 32)
         if min(self.steps, self.history, self.future, self.batch_size) < 1 or self.start < 0:
             raise ConfigError("solver steps, history, future and batch size must be >= 1, start >= 0")
         if not 0 <= self.cond_dropout < 1:
