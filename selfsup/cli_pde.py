@@ -133,6 +133,7 @@ def evaluate(
         True, "--solver-dilated/--solver-plain", help="small solver: dilated (default) or plain convolutions"
     ),
     conditioning: str = typer.Option("shift", "--conditioning", help="shift (additive, default) or film"),
+    head: str = typer.Option("ridge", "--head", help="linear head: ridge (default) or sgd (the SSL code's)"),
 ):
     """Coefficient regression (SSL + ridge vs supervised) and time-stepping (with/without the representation).
 
@@ -159,7 +160,7 @@ def evaluate(
     )
     diag = () if diagnostics.strip() in ("", "none") else tuple(d.strip() for d in diagnostics.split(","))
     r = evaluate_run(
-        run_dir, seeds, sup_epochs, spec, cond_dim or None, diag, layer, device, tuple(skip), labelled
+        run_dir, seeds, sup_epochs, spec, cond_dim or None, diag, layer, device, tuple(skip), labelled, head
     )
     for table in _evaluation_tables(r, run_dir):
         console.print(table)

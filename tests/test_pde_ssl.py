@@ -220,12 +220,31 @@ def test_fit_then_evaluate_tiny(cache):
     assert few["n_train"] == 8 and few["timestepping"]["n_valid"] == 1  # the first 8 of 16 trajectories
     with pytest.raises(ConfigError, match="1..16"):
         evaluate_run(cache / "run", seeds=1, solver=plain, labelled=17)
+    sgd = evaluate_run(cache / "run", seeds=1, sup_epochs=1, skip=("timestepping",), head="sgd")["regression"]
+    assert sgd["head"] == "sgd" and math.isfinite(sgd["ssl_linear_nmse"]["nu"]["mean"])
+    with pytest.raises(ConfigError, match="ridge, sgd"):
+        evaluate_run(cache / "run", seeds=1, skip=("timestepping",), head="lasso")
+    _sgd_head_fits_a_linear_target(cache / "run")
     with pytest.raises(ConfigError, match="conditioning"):
         SolverSpec(conditioning="concat")
     with pytest.raises(ConfigError, match="oracle, random"):
         evaluate_run(cache / "run", seeds=1, solver=plain, diagnostics=("orcale",), skip=("regression",))
     with pytest.raises(ConfigError, match="start \\+ history \\+ future = 60"):
         evaluate_run(cache / "run", seeds=1, skip=("regression",))  # the default 20 + 20 + 20 > 40 steps
+
+
+def _sgd_head_fits_a_linear_target(run_dir):
+    """Without crops the features are fixed: the head must fit a target that is linear in them."""
+    from selfsup.pde.evaluate import sgd_head
+    from selfsup.train import embed, load_run
+
+    c, _ = load_run(run_dir, device="cpu")
+    layer = c.model.layer_names[-1]
+    z = embed(c.model, c.data.train.x, c.device, [layer])[layer]
+    w = torch.randn(z.shape[1], 2, generator=torch.Generator().manual_seed(0))
+    y = (z - z.mean(0)) / z.std(0).clamp_min(1e-6) @ w / z.shape[1] ** 0.5
+    pred = sgd_head(c, layer, y, z, crop=None, seed=0, epochs=2000)
+    assert float(((pred - y) ** 2).mean()) < 0.01 * float((y**2).mean())
 
 
 def test_random_window_is_a_translation():

@@ -167,7 +167,7 @@ def test_lpsda_optimizer_reproduces_its_epoch_schedule():
         schedule.step()
     expected = [4e-5] * 5 + [1.6e-5] * 5 + [6.4e-6] * 5 + [2.56e-6] * 5
     assert np.allclose(lrs, expected, rtol=1e-12)
-    # LPSDA's own construction, run with torch: AdamW(lr=1e-4) + MultiStepLR([0, 5, 10, 15], 0.4), one step an epoch
+    # LPSDA's own construction run by torch: AdamW(lr=1e-4), MultiStepLR([0, 5, 10, 15], 0.4), a step an epoch
     ref = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=1e-4)
     ref_schedule = torch.optim.lr_scheduler.MultiStepLR(ref, milestones=[0, 5, 10, 15], gamma=0.4)
     ref_lrs = []

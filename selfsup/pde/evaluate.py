@@ -6,11 +6,12 @@
     training trajectories (Burgers ``nu``; KdV/KS the initial condition's mode amplitudes ``u0_k1``,
     ``u0_k2`` and the domain ``L``, ``T``) is regressed, standardised (as ``log`` for :data:`LOG_COEFFS`), by
 
-    * ``ssl_linear``: :func:`selfsup.probes.ridge_probe` on the frozen representation of the whole
-      (uncropped) trajectories; the ridge penalty is the one of :data:`ALPHAS` with the lowest validation
-      MSE on a seeded 80/20 split of the training set, then the probe is refit on all of it (so the spread
-      over seeds only reflects the penalty choice). The probe standardises the features with the mean and
-      population std of the samples it is fitted on (the 80 % part while the penalty is picked);
+    * ``ssl_linear``: a linear head on the frozen representation, by ``head``: ``ridge`` (default)
+      :func:`selfsup.probes.ridge_probe` on the whole (uncropped) trajectories, the penalty the one of
+      :data:`ALPHAS` with the lowest validation MSE on a seeded 80/20 split of the training set, then refit on
+      all of it (so the spread over seeds only reflects the penalty choice; the probe standardises the
+      features with the mean and population std of the samples it is fitted on); or ``sgd``
+      (:func:`sgd_head`, the public SSL code's protocol: Adam on the features of random crops);
     * ``supervised``: an encoder of the same architecture and options plus a linear head, trained end to
       end (AdamW lr 1e-3, MSE, batch 32, ``sup_epochs`` epochs) on the same labelled training set, seeded,
       on random windows of the run's crop size (time and circular x translations: label-preserving; no
@@ -121,7 +122,44 @@ class _Targets:
         }
 
 
-def coefficient_regression(c: Components, layer: str, seeds: list[int], sup_epochs: int) -> dict:
+#: Linear heads on the frozen representation (``--head``).
+HEADS = ("ridge", "sgd")
+
+
+def sgd_head(
+    c: Components, layer: str, y_tr: torch.Tensor, z_te: torch.Tensor, crop, seed: int, epochs: int = 30
+) -> torch.Tensor:
+    """``head="sgd"``: the linear-head protocol of the public SSL code (``eval_coeff``): every epoch embeds
+    a fresh random ``crop`` window of each training trajectory with the frozen encoder (eval mode; once,
+    without a crop), and a linear layer is fitted to the standardised targets by Adam (lr 7e-4, batch 32,
+    MSE, ``epochs`` 30). Returns the test predictions from ``z_te`` (the whole test fields, as the ridge's).
+    Differences: the features are standardised with the first epoch's mean and std (only the optimiser's
+    conditioning changes), and the head has a bias; the public one has none and a sigmoid onto the
+    coefficient's range."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    head = nn.Linear(z_te.shape[1], y_tr.shape[1])
+    opt = torch.optim.Adam(head.parameters(), lr=7e-4)
+    x, y, z, scale = c.data.train.x, y_tr.float(), None, None
+    for _ in range(epochs):
+        if z is None or crop:
+            z = embed(c.model, random_window(x, crop, gen) if crop else x, c.device, [layer])[layer].cpu()
+            scale = scale or (z.mean(0), z.std(0).clamp_min(1e-6))
+            z = (z - scale[0]) / scale[1]
+        perm = torch.randperm(len(z), generator=gen)
+        for i in range(0, len(z), 32):
+            idx = perm[i : i + 32]
+            loss = F.mse_loss(head(z[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return head((z_te.float() - scale[0]) / scale[1]).double()
+
+
+def coefficient_regression(
+    c: Components, layer: str, seeds: list[int], sup_epochs: int, head: str = "ridge"
+) -> dict:
     """Task (a) of the module docstring for the loaded run ``c``: the result's ``"regression"`` section.
     ``ssl_linear``, ``supervised`` and ``mean`` hold the relative error per target, ``*_nmse`` the NMSE."""
     cfg, data = c.cfg, c.data
@@ -139,9 +177,12 @@ def coefficient_regression(c: Components, layer: str, seeds: list[int], sup_epoc
     runs: dict[str, list[dict[str, torch.Tensor]]] = {"ssl_linear": [], "supervised": []}
     alphas = []
     for s in seeds:
-        ridge = tuned_ridge(z_tr, y.train, z_te, y.test, s)
-        alphas.append(ridge.details["alpha"])
-        runs["ssl_linear"].append(y.errors(ridge.predictions))
+        if head == "sgd":
+            runs["ssl_linear"].append(y.errors(sgd_head(c, layer, y.train, z_te, crop, s)))
+        else:
+            ridge = tuned_ridge(z_tr, y.train, z_te, y.test, s)
+            alphas.append(ridge.details["alpha"])
+            runs["ssl_linear"].append(y.errors(ridge.predictions))
         pred = supervised_regression(
             cfg.model.backbone,
             cfg.model.backbone_args,
@@ -161,6 +202,7 @@ def coefficient_regression(c: Components, layer: str, seeds: list[int], sup_epoc
     mean_err = y.errors(torch.zeros(1, len(names), dtype=torch.float64))
     reg["mean"] = {k: float(mean_err["rel_error"][j]) for j, k in enumerate(names)}
     reg["mean_nmse"] = {k: float(mean_err["nmse"][j]) for j, k in enumerate(names)}
+    reg["head"] = head
     reg["ridge_alpha"] = alphas
     reg["supervised_epochs"] = sup_epochs
     reg["supervised_crop"] = list(crop) if crop else None
@@ -378,6 +420,7 @@ def evaluate_run(
     device: str = "cpu",
     skip: tuple[str, ...] = (),
     labelled: int | None = None,
+    head: str = "ridge",
 ) -> dict:
     """Run (a) :func:`coefficient_regression` and (b) :func:`time_stepping` for a trained PDE run on the
     representation of ``layer`` (default: the backbone output); write ``pde_eval.json`` and return it.
@@ -387,13 +430,16 @@ def evaluate_run(
     ``diagnostics`` the extra codes (``oracle``, ``random``); ``skip`` may hold ``"regression"`` and/or
     ``"timestepping"``. The evaluation seeds (ridge split, supervised encoder, solvers) are the run's
     training seed and the ``seeds - 1`` after it. ``labelled`` keeps only the first N training trajectories
-    for the probes and solvers (the encoder may have seen more). See the module docstring for the protocol.
+    for the probes and solvers (the encoder may have seen more); ``head`` the linear head of the regression
+    (:data:`HEADS`). See the module docstring for the protocol.
     """
     if int(seeds) < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     unknown = set(diagnostics) - set(DIAGNOSTICS)
     if unknown:
         raise ConfigError(f"unknown diagnostic {sorted(unknown)}; choose from {', '.join(DIAGNOSTICS)}")
+    if head not in HEADS:
+        raise ConfigError(f"--head must be one of {', '.join(HEADS)}, got '{head}'")
     solver = solver or SolverSpec()
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -418,7 +464,7 @@ def evaluate_run(
         "seeds": seed_list,
     }
     if "regression" not in skip:
-        result["regression"] = coefficient_regression(c, layer, seed_list, sup_epochs)
+        result["regression"] = coefficient_regression(c, layer, seed_list, sup_epochs, head)
     if "timestepping" not in skip:
         result["timestepping"] = time_stepping(c, layer, seed_list, solver, cond_dim, tuple(diagnostics))
     result["seconds"] = time.perf_counter() - t_start
