@@ -10,6 +10,7 @@ coefficients (oracle) and with a random code (Mialon, Garrido et al., NeurIPS 20
     python benchmarks/pde_ssl_study.py [--only kdv] [--seeds 0 1 2] [--solver-steps 300 1000 3000]
         [--solver small|lpsda] [--skip-train]
     python benchmarks/pde_ssl_study.py --only kdv --tag e40 --set train.epochs=40   # a variant of the preset
+    python benchmarks/pde_ssl_study.py --only kdv --tag sgd --eval-args='--head sgd --skip timestepping'
     python benchmarks/pde_ssl_study.py --table     # Markdown tables of the stored results
 
 Writes benchmarks/results/pde_ssl.json after every seed (seeds of later invocations are added): per equation,
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -205,7 +207,10 @@ def main() -> None:
     ap.add_argument("--tag", help="store as the variant TAG (under 'variants', not in the headline)")
     ap.add_argument("--set", nargs="+", default=[], help="config overrides of the variant (key=value)")
     ap.add_argument(
-        "--eval-args", nargs="+", default=[], help="more `pde evaluate` options, e.g. --cond-dim=4"
+        "--eval-args",
+        type=shlex.split,
+        default=[],
+        help="more `pde evaluate` options: --eval-args='--head sgd'",
     )
     ap.add_argument("--table", action="store_true", help="only print the stored results as Markdown")
     args = ap.parse_args()
