@@ -100,6 +100,22 @@ def headline(results: dict) -> dict:
     return head
 
 
+def _share(cols: dict[str, list[float]], code: str) -> str:
+    """The ``code``'s share of the oracle's gain, or why there is none: the oracle does not beat the
+    baseline, or beats it by less than the baseline's spread over seeds (a share of noise)."""
+    if not cols.get("oracle"):
+        return "-"
+    frac = oracle_fraction({k: {"nmse_sum": v} for k, v in cols.items() if v})[code]
+    base, oracle = cols["baseline"], cols["oracle"]
+    gain = sum(base) / len(base) - sum(oracle) / len(oracle)
+    spread = (sum((v - sum(base) / len(base)) ** 2 for v in base) / max(len(base) - 1, 1)) ** 0.5
+    if frac is None:
+        return "no gain"
+    if len(base) < 2:
+        return f"{frac:.0%} (1 seed)"
+    return f"{frac:.0%}" if gain > spread else "gain < seed spread"
+
+
 def _pm(values: list[float], digits: int = 3) -> str:
     n = len(values)
     if n == 1:
@@ -118,10 +134,7 @@ def print_tables(doc: dict) -> None:
         for budget in sorted(entry["budgets"], key=int):
             per = [r["summary"] for r in entry["budgets"][budget].values()]
             col = {k: [p[f"{k}_nmse"] for p in per if f"{k}_nmse" in p] for k in codes}
-            share = "-"
-            if col["oracle"]:
-                frac = oracle_fraction({k: {"nmse_sum": v} for k, v in col.items() if v})["ssl_conditioned"]
-                share = "no gain" if frac is None else f"{frac:.0%}"
+            share = _share(col, "ssl_conditioned")
             cells = " | ".join(_pm(col[k]) if col[k] else "-" for k in codes)
             print(f"| {eq} | {budget} | {cells} | {share} |")
     print()
@@ -146,10 +159,7 @@ def _variant_row(tag: str, eq: str, entry: dict, h: dict) -> str:
     key = "rel_err" if eq == "burgers" else "ic_nmse"
     reg = f"{_pm(h['ssl_' + key])} / {_pm(h['supervised_' + key])}"
     cols = {k: [v for v in h[f"{k}_nmse"] if v is not None] for k in ("baseline", "conditioned", "oracle")}
-    share = "-"
-    if cols["oracle"]:
-        frac = oracle_fraction({k: {"nmse_sum": v} for k, v in cols.items()})["conditioned"]
-        share = "no gain" if frac is None else f"{frac:.0%}"
+    share = _share(cols, "conditioned")
     cells = " | ".join(_pm(v) if v else "-" for v in cols.values())
     return (
         f"| {tag} | {changes} | {eq} | {h['solver_steps']} | {_pm(h['rankme'])} | {reg} | {cells} | {share} |"
