@@ -155,15 +155,15 @@ def print_tables(doc: dict) -> None:
 
 
 def _variant_row(tag: str, eq: str, entry: dict, h: dict) -> str:
-    changes = " ".join(entry.get("overrides", []) + entry.get("eval_args", [])) or "-"
+    solver = [f"--solver {entry['solver']}"] if entry.get("solver", "small") != "small" else []
+    changes = " ".join(solver + entry.get("overrides", []) + entry.get("eval_args", [])) or "-"
     key = "rel_err" if eq == "burgers" else "ic_nmse"
     reg = f"{_pm(h['ssl_' + key])} / {_pm(h['supervised_' + key])}"
     cols = {k: [v for v in h[f"{k}_nmse"] if v is not None] for k in ("baseline", "conditioned", "oracle")}
     share = _share(cols, "conditioned")
     cells = " | ".join(_pm(v) if v else "-" for v in cols.values())
-    return (
-        f"| {tag} | {changes} | {eq} | {h['solver_steps']} | {_pm(h['rankme'])} | {reg} | {cells} | {share} |"
-    )
+    steps = h["solver_steps"] if cols["baseline"] else "-"  # regression-only variants
+    return f"| {tag} | {changes} | {eq} | {steps} | {_pm(h['rankme'])} | {reg} | {cells} | {share} |"
 
 
 def print_variants(doc: dict) -> None:
