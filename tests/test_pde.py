@@ -340,6 +340,9 @@ def test_cli_errors_exit_2(tmp_path):
         (["--conditioning", "concat"], "shift, film"),
         (["--cond-dropout", "1.5"], "cond_dropout"),
         (["--diagnostics", "orcale"], "oracle, random"),
+        (["--head", "lasso"], "ridge, sgd"),
+        (["--solver-optimizer", "sgd"], "adam, lpsda"),
+        (["--solver-lr", "-1"], "lr must be > 0"),
     ):
         res = runner.invoke(pde_app, ["evaluate", str(tmp_path), *bad])
         assert res.exit_code == 2 and "error:" in res.output and hint in res.output, (bad, res.output)
