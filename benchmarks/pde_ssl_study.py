@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -106,23 +107,19 @@ def _share(cols: dict[str, list[float]], code: str) -> str:
     if not cols.get("oracle"):
         return "-"
     frac = oracle_fraction({k: {"nmse_sum": v} for k, v in cols.items() if v})[code]
-    base, oracle = cols["baseline"], cols["oracle"]
-    gain = sum(base) / len(base) - sum(oracle) / len(oracle)
-    spread = (sum((v - sum(base) / len(base)) ** 2 for v in base) / max(len(base) - 1, 1)) ** 0.5
+    base = cols["baseline"]
     if frac is None:
         return "no gain"
     if len(base) < 2:
         return f"{frac:.0%} (1 seed)"
-    return f"{frac:.0%}" if gain > spread else "gain < seed spread"
+    gain = statistics.mean(base) - statistics.mean(cols["oracle"])
+    return f"{frac:.0%}" if gain > statistics.stdev(base) else "gain < seed spread"
 
 
 def _pm(values: list[float], digits: int = 3) -> str:
-    n = len(values)
-    if n == 1:
+    if len(values) == 1:
         return f"{values[0]:.{digits}g} (1 seed)"
-    mean = sum(values) / n
-    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return f"{mean:.{digits}g} ± {sd:.1g}"
+    return f"{statistics.mean(values):.{digits}g} ± {statistics.stdev(values):.1g}"
 
 
 def print_tables(doc: dict) -> None:
