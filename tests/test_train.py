@@ -87,10 +87,10 @@ def _cli(args, cwd):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("amp", ["true", "false"])  # bfloat16 steps where the CPU has AMX; float32
-def test_kill_and_resume_matches_uninterrupted(tmp_path, amp):
+@pytest.mark.parametrize("amx", ["1", "0"])  # bfloat16 steps (a CPU with AMX) and float32 steps, on any CPU
+def test_kill_and_resume_matches_uninterrupted(tmp_path, monkeypatch, amx):
+    monkeypatch.setenv("SELFSUP_AMX", amx)  # the processes started below inherit it
     args = ["train", "--quiet", *TINY, "train.epochs=6", "train.deterministic=true", "train.seed=3"]
-    args.append(f"train.amp={amp}")
     full = _cli([*args, "train.name=full"], tmp_path)
     out, _ = full.communicate(timeout=300)
     assert full.returncode == 0, out
@@ -120,6 +120,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, amp):
         for r in ("full", "killed")
     )
     assert la == lb and len(la) == 6
+    assert a["train_precision"] == b["train_precision"] == ("bfloat16" if amx == "1" else "float32")
 
 
 @pytest.mark.slow
@@ -148,6 +149,7 @@ def test_short_run_writes_everything_and_beats_chance(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "unknown layer 'fc9'" in res.output
 
 
+@pytest.mark.slow
 def test_diverging_run_stops_cleanly(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(
@@ -199,24 +201,82 @@ def test_resume_needs_a_run_dir(tmp_path):
     assert res.exit_code == 2 and "not a run directory" in res.output
 
 
+def _probes(monkeypatch, supported, permitted, name="_is_amx_tile_supported"):
+    """torch's AMX probes answer ``supported`` / ``permitted`` (None: that probe is absent)."""
+    for probe in ("_is_amx_tile_supported", "_is_cpu_support_amx_tile", "_init_amx"):
+        monkeypatch.delattr(torch.cpu, probe, raising=False)
+    if supported is not None:
+        monkeypatch.setattr(torch.cpu, name, lambda: supported, raising=False)
+    if permitted is not None:
+        monkeypatch.setattr(torch.cpu, "_init_amx", lambda: permitted, raising=False)
+
+
 def test_amp_applies_on_cuda_and_on_amx_cpus_only(monkeypatch):
+    # decided by the probes patched here, whatever the CPU under the test has
     from selfsup.train.components import use_amp
 
+    monkeypatch.delenv("SELFSUP_AMX", raising=False)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert use_amp(True, cuda) and not use_amp(False, cuda)
     assert not use_amp(True, torch.device("mps"))
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    _probes(monkeypatch, supported=True, permitted=True)
     assert use_amp(True, cpu) and not use_amp(False, cpu)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    _probes(monkeypatch, supported=False, permitted=True)
     assert not use_amp(True, cpu)
-    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)  # an older torch
-    monkeypatch.delattr(torch.cpu, "_is_cpu_support_amx_tile", raising=False)
+    _probes(monkeypatch, supported=None, permitted=None)  # an older torch, or no x86 probe at all
     assert not use_amp(True, cpu)
-    monkeypatch.setattr(torch.cpu, "_is_cpu_support_amx_tile", lambda: True, raising=False)  # the old name
-    monkeypatch.setattr(torch.cpu, "_init_amx", lambda: False, raising=False)  # the OS refuses the tiles
+    _probes(monkeypatch, True, permitted=False, name="_is_cpu_support_amx_tile")  # the OS refuses the tiles
     assert not use_amp(True, cpu)
-    monkeypatch.setattr(torch.cpu, "_init_amx", lambda: True, raising=False)
+    _probes(monkeypatch, True, permitted=True, name="_is_cpu_support_amx_tile")  # the name before torch 2.4
     assert use_amp(True, cpu)
+    _probes(monkeypatch, True, permitted=None, name="_is_cpu_support_amx_tile")  # no OS probe: trusted
+    assert use_amp(True, cpu)
+
+
+def test_selfsup_amx_overrides_the_probes_on_the_cpu_only(monkeypatch):
+    from selfsup.errors import ConfigError
+    from selfsup.train.components import use_amp
+
+    cpu = torch.device("cpu")
+    _probes(monkeypatch, supported=False, permitted=False)
+    monkeypatch.setenv("SELFSUP_AMX", "1")
+    assert use_amp(True, cpu) and not use_amp(False, cpu) and not use_amp(True, torch.device("mps"))
+    _probes(monkeypatch, supported=True, permitted=True)
+    monkeypatch.setenv("SELFSUP_AMX", "0")
+    assert not use_amp(True, cpu) and use_amp(True, torch.device("cuda"))
+    monkeypatch.setenv("SELFSUP_AMX", "")  # empty: the probes decide
+    assert use_amp(True, cpu)
+    monkeypatch.setenv("SELFSUP_AMX", "yes")
+    with pytest.raises(ConfigError, match="SELFSUP_AMX='yes': use 1"):
+        use_amp(True, cpu)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("amx", ["1", "0"])
+def test_forced_amx_runs_the_training_forward_under_bfloat16_autocast(tmp_path, monkeypatch, amx):
+    # every training forward pass records whether autocast was on and what dtype its layers returned
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SELFSUP_AMX", amx)
+    seen = []
+
+    def record(module, args, out):
+        if module.training and torch.is_grad_enabled() and isinstance(out, torch.Tensor):
+            seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+
+    args = [*TINY, "train.epochs=1", "train.online_probe=false", "train.name=r"]  # the probe is float32
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        res = runner.invoke(app, ["train", "--quiet", *args])
+    finally:
+        hook.remove()
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "runs/r/summary.json").read_text())
+    assert summary["train_precision"] == ("bfloat16" if amx == "1" else "float32")
+    autocast, dtypes = {a for a, _ in seen}, {d for _, d in seen}
+    if amx == "1":
+        assert autocast == {True} and torch.bfloat16 in dtypes
+    else:
+        assert autocast == {False} and dtypes == {torch.float32}
 
 
 def test_fused_adamw_gives_the_same_steps_as_the_reference_adamw():
@@ -245,20 +305,24 @@ def test_fused_adamw_gives_the_same_steps_as_the_reference_adamw():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_on_a_machine_of_another_precision_warns(tmp_path, monkeypatch):
-    # the checkpoint records the steps' dtype; resuming where train.amp means another one says so
+    # the checkpoint records the steps' dtype; resuming on a CPU with AMX after one without says so
     monkeypatch.chdir(tmp_path)
-    args = ["train", "--quiet", *TINY, "train.epochs=1", "train.name=r", "train.amp=false"]
-    res = runner.invoke(app, args)
+    monkeypatch.setenv("SELFSUP_AMX", "0")
+    res = runner.invoke(app, ["train", "--quiet", *TINY, "train.epochs=1", "train.name=r"])
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "runs/r/summary.json").read_text())
     assert summary["train_precision"] == "float32"
-    monkeypatch.setattr("selfsup.train.loop.use_amp", lambda enabled, device: True)
+    monkeypatch.setenv("SELFSUP_AMX", "1")
     res = runner.invoke(app, ["train", "--quiet", "--resume", "runs/r", "train.epochs=2"])
     assert res.exit_code == 0, res.output
     assert "trained with float32 steps, this machine runs bfloat16" in " ".join(res.output.split())
+    summary = json.loads((tmp_path / "runs/r/summary.json").read_text())
+    assert summary["train_precision"] == "bfloat16"
 
 
+@pytest.mark.slow
 def test_kornia_views_train_in_one_process(tmp_path):
     """The kornia backend cannot share a batch between processes, and one process never shards (regression:
     the loop sharded every batch, so kornia views stopped a single-process run)."""

@@ -3,6 +3,7 @@ from a run directory, and the fixed monitor subset its label-free metrics are co
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +59,20 @@ def use_amp(enabled: bool, device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_amx()
 
 
+#: Overrides the AMX probe: ``1`` reports AMX tiles present (bfloat16 steps), ``0`` absent (float32 steps).
+#: Unset or empty, torch's probe decides. Tests set it to run both CPU paths on any machine.
+AMX_ENV = "SELFSUP_AMX"
+
+
 def cpu_has_amx() -> bool:
-    """The CPU has AMX tiles and the OS lets this process use them (torch's private probes, by their
-    names before and after torch 2.4; an older or different torch answers False)."""
+    """The CPU has AMX tiles and the OS lets this process use them, unless ``$SELFSUP_AMX`` says otherwise
+    (torch's private probes, by their names before and after torch 2.4; an older or different torch, or a
+    CPU that is not x86, answers False)."""
+    forced = os.environ.get(AMX_ENV, "").strip()
+    if forced:
+        if forced not in ("0", "1"):
+            raise ConfigError(f"{AMX_ENV}={forced!r}: use 1 (AMX present), 0 (absent) or leave it unset")
+        return forced == "1"
     supported = getattr(torch.cpu, "_is_amx_tile_supported", None) or getattr(
         torch.cpu, "_is_cpu_support_amx_tile", None
     )
