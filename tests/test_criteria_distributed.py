@@ -37,6 +37,8 @@ from selfsup.criteria import (
 )
 from selfsup.errors import NonFiniteError
 
+pytestmark = pytest.mark.slow  # every test reads the results of two spawned processes
+
 WORLD = 2
 N, K, IN = 8, 5, 6
 SPLITS = {"even": [4, 4], "uneven": [5, 3]}  # rows per rank

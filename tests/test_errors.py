@@ -170,6 +170,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_clean_line(name, world, monkeypatch, capsys):
     args, message = CASES[name]
@@ -188,6 +189,7 @@ def test_the_battery_covers_the_seven_classes():
     assert len(CASES) >= 40
 
 
+@pytest.mark.slow
 def test_an_unexpected_exception_is_a_bug_in_one_line(world, monkeypatch, capsys, tmp_path):
     import selfsup.embeddings
 
@@ -203,6 +205,7 @@ def test_an_unexpected_exception_is_a_bug_in_one_line(world, monkeypatch, capsys
     assert len(logs) == 1 and "Traceback" in logs[0].read_text()
 
 
+@pytest.mark.slow
 def test_stale_lock_is_taken_over_and_released(world, tmp_path, monkeypatch, capsys):
     shutil.copytree(world / "runs" / "base", tmp_path / "runs" / "stale")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -216,6 +219,7 @@ def test_stale_lock_is_taken_over_and_released(world, tmp_path, monkeypatch, cap
     assert len((tmp_path / "runs" / "stale" / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_half_written_metrics_line_then_resume(world, tmp_path, monkeypatch, capsys):
     run = tmp_path / "runs" / "torn"
     shutil.copytree(world / "runs" / "base", run)
@@ -229,6 +233,7 @@ def test_half_written_metrics_line_then_resume(world, tmp_path, monkeypatch, cap
     assert [r["epoch"] for r in records] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_failed_validation_leaves_no_run_dir_and_temp_files_are_cleaned(world, tmp_path, monkeypatch, capsys):
     code, _ = run_cli(["train", *TINY, "train.device=cuda"], tmp_path, monkeypatch, capsys)
     assert code == 2 and not (tmp_path / "runs").exists()
@@ -242,6 +247,7 @@ def test_failed_validation_leaves_no_run_dir_and_temp_files_are_cleaned(world, t
     assert code == 0, output and not orphan.exists()
 
 
+@pytest.mark.slow
 def test_too_few_samples_or_one_class_still_ends_with_a_summary(tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 1, 16)).astype(np.float32)

@@ -14,6 +14,7 @@ from selfsup import config as C
 from selfsup.cli import app
 from selfsup.train import build, fit
 
+pytestmark = pytest.mark.slow  # every test reads a trained run (the run_dir fixture)
 runner = CliRunner()
 TINY = [
     "data.dataset=digits",

@@ -40,6 +40,7 @@ def test_views_are_global_then_local():
     assert [v.crop_scale for v in c.views][2:] == [(0.4, 0.7)] * 2
 
 
+@pytest.mark.slow
 def test_run_records_the_loss_terms_and_resumes_the_direction_seed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["train", "--quiet", *TINY, "train.epochs=2", "train.monitor_every=1", "train.name=r"]

@@ -169,6 +169,7 @@ def test_bad_inputs_give_clear_errors(cache):
         evaluate_run(cache)
 
 
+@pytest.mark.slow
 def test_fit_then_evaluate_tiny(cache):
     from selfsup import config as C
     from selfsup.pde.evaluate import evaluate_run

@@ -70,6 +70,7 @@ def tiny_run(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.slow
 def test_robustness_command(tiny_run):
     res = CliRunner().invoke(app, ["robustness", str(tiny_run), "--views", "2"])
     assert res.exit_code == 0, res.output
@@ -83,6 +84,7 @@ def test_robustness_command(tiny_run):
     assert "Robustness under controlled factors" in (tiny_run / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_an_identical_copy_of_the_canonical_set_scores_the_canonical_accuracy(tiny_run, monkeypatch):
     """A 'factor' whose varied range is its canonical value renders the canonical set again."""
     monkeypatch.setitem(VARIED, "copy", ("rotation", 0.0))
@@ -91,6 +93,7 @@ def test_an_identical_copy_of_the_canonical_set_scores_the_canonical_accuracy(ti
     assert out["factors"]["copy"]["drop"] == 0
 
 
+@pytest.mark.slow
 def test_unknown_layer_and_other_data_are_refused(tiny_run, tmp_path):
     res = CliRunner().invoke(app, ["robustness", str(tiny_run), "--layer", "layr2"])
     assert res.exit_code == 2 and res.output.startswith("error:") and "layer2" in res.output  # did you mean

@@ -24,6 +24,7 @@ def _fresh(code: str) -> str:
     return out.stdout.strip()
 
 
+@pytest.mark.slow
 def test_registries_are_complete_in_a_fresh_interpreter():
     code = (
         "import sys\n"
@@ -45,6 +46,7 @@ def test_unknown_plugged_names_still_get_did_you_mean():
         C.resolve(None, ["data.dataset=pde-gne:kdv"])
 
 
+@pytest.mark.slow
 def test_help_does_not_import_torch_or_h5py():
     code = (
         "import sys, selfsup.cli\nprint(sorted(m for m in ('torch', 'h5py', 'optuna') if m in sys.modules))"

@@ -256,6 +256,7 @@ def test_retrieval_leaves_the_source_out():
     assert (with_source.mrr, without.mrr, without.mean_candidates) == (0.5, 1.0, 2)
 
 
+@pytest.mark.slow
 def test_sie_end_to_end_on_objects3d(tmp_path, monkeypatch):
     """A tiny SIE run on generated objects, then `selfsup equivariance`: every part of the evaluation is
     there, in the terminal, in equivariance.json and in the run report; a run on other data is refused."""

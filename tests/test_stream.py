@@ -1,5 +1,6 @@
 """Streaming: the same batches as in memory, exact resume, counted skips, the file-list cache, auto rule."""
 
+import gc
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ def _folder(root, n_per_class=12, seed=0):
     return root
 
 
+@pytest.mark.slow
 def test_streamed_and_in_memory_give_the_same_batches(tmp_path):
     root = _folder(tmp_path / "imgs")
     mem = load_dataset(f"folder:{root}", stream=False, image_size=16)
@@ -96,6 +98,7 @@ def test_file_list_is_cached_until_a_class_folder_changes(tmp_path, monkeypatch)
     assert len(S.scan_folder(root)["files"]) == 7
 
 
+@pytest.mark.slow
 def test_a_file_corrupted_mid_run_is_replaced_and_counted(tmp_path):
     root = _folder(tmp_path / "imgs", n_per_class=8)
     s = load_dataset(f"folder:{root}", stream=True, image_size=8)  # the file list is built and cached
@@ -189,6 +192,7 @@ class _Slow(S.Source):
         return torch.full((1, 4, 4), i, dtype=torch.uint8)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_a_clear_error_not_a_hang():
     feed = Feed(_Slow(), EpochBatches(64, 4, seed=0), torch.device("cpu"), 1)
     batches = iter(feed)
@@ -206,11 +210,15 @@ class _Gone(_Slow):
         raise S.DecodeError(f"sample {i}: file vanished")
 
 
+@pytest.mark.slow
 def test_a_source_that_cannot_be_read_is_one_clean_error():
     feed = Feed(_Gone(), EpochBatches(64, 4, seed=0), torch.device("cpu"), 1)
     with pytest.raises(SelfsupError, match="could not be read; is the data still there") as err:
         list(feed)
     assert "Traceback" not in str(err.value) and "\n" not in str(err.value)
+    del err
+    feed.close()  # torch stops the failed loader's workers here (it waits up to 5 s), not in a later test
+    gc.collect()
 
 
 def test_file_list_cache_sees_nested_folders_and_survives_a_bad_cache(tmp_path, monkeypatch):
