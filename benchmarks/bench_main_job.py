@@ -10,10 +10,11 @@ the monitor or checkpoints), reported against this machine's 2048 x 2048 matmul 
 bfloat16) measured in the same run. ``--baseline REV`` also runs each job from a git worktree of REV (the
 code before a change) in the same session, so the speed-up is a ratio of two runs on the same machine state.
 
-    python benchmarks/bench_main_job.py [--only main main-fp32 long lejepa digits burgers] [--seeds 0 1 2]
-                                        [--baseline REV]
+    python benchmarks/bench_main_job.py [--only main main-fp32 main-bf16 long lejepa digits burgers]
+                                        [--seeds 0 1 2] [--baseline REV] [--out FILE]
 
-Writes benchmarks/results/bench_main_job.json; the run directories stay in runs/bench/.
+Writes benchmarks/results/bench_main_job.json (or --out: one file per machine); the run directories stay in
+runs/bench/. ``main-bf16`` forces bfloat16 steps (``SELFSUP_AMX=1``), for their accuracy on a CPU without AMX.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ JOBS = {
     "main": {"config": None, "target_s": 100, "target_acc": 0.95},
     # the same without mixed precision: what a CPU without AMX runs (and the accuracy check of bfloat16)
     "main-fp32": {"config": None, "overrides": ["train.amp=false"], "target_s": None, "target_acc": 0.95},
+    # bfloat16 steps forced on (what a CPU with AMX runs), for their accuracy on a CPU without AMX
+    "main-bf16": {"config": None, "env": {"SELFSUP_AMX": "1"}, "target_s": None, "target_acc": 0.95},
     "long": {"config": "configs/vicreg-mnist1d-long.yaml", "target_s": 600, "target_acc": 0.97},
     # LeJEPA with the main job's backbone and budget, against the main job's bar
     "lejepa": {"config": "configs/lejepa-mnist1d.yaml", "target_s": 180, "target_acc": 0.95},
@@ -44,7 +47,7 @@ JOBS = {
     "digits": {"config": "configs/vicreg-digits.yaml", "target_s": None, "target_acc": None},
     "burgers": {"config": "configs/vicreg-burgers.yaml", "target_s": None, "target_acc": None},
 }
-SEEDED = ("main", "main-fp32")  # the jobs --seeds applies to
+SEEDED = ("main", "main-fp32", "main-bf16")  # the jobs --seeds applies to
 
 
 def run(name: str, job: dict, out_dir: Path, src: Path = ROOT, seed: int | None = None) -> dict:
@@ -55,20 +58,23 @@ def run(name: str, job: dict, out_dir: Path, src: Path = ROOT, seed: int | None 
     cmd += [f"train.out_dir={out_dir}", f"train.name={name}"]
     shutil.rmtree(out_dir / name, ignore_errors=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=src, env={**os.environ, "PYTHONPATH": str(src)})
+    env = {**os.environ, **job.get("env", {}), "PYTHONPATH": str(src)}
+    proc = subprocess.Popen(cmd, cwd=src, env=env)
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak (RUSAGE_CHILDREN is a max over all)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise subprocess.CalledProcessError(os.waitstatus_to_exitcode(status), cmd)
     s = json.loads((out_dir / name / "summary.json").read_text())
     records = [json.loads(line) for line in (out_dir / name / "metrics.jsonl").read_text().splitlines()]
+    prefix = [f"{k}={v}" for k, v in job.get("env", {}).items()]
     return {
-        "command": " ".join(["selfsup train", *args, *extra]),
+        "command": " ".join([*prefix, "selfsup train", *args, *extra]),
         "seed": 0 if seed is None else seed,
+        "train_precision": s.get("train_precision"),
         "wall_s": round(wall, 1),
         "train_steps_s": round(sum(r["epoch_time"] for r in records), 1),
         "steps": records[-1]["step"],
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "peak_rss_mb": round(usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)),
         "linear_acc": s.get("linear_acc"),
         "knn_acc": s.get("knn_acc"),
         "rankme_backbone": s["rankme_backbone"],
@@ -153,9 +159,10 @@ def main() -> None:
     ap.add_argument("--only", choices=sorted(JOBS), nargs="+", help="jobs to run (default: all)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the main job (and main-fp32)")
     ap.add_argument("--baseline", metavar="REV", help="also run each job from this git revision")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"result file (default {OUT.relative_to(ROOT)})")
     args = ap.parse_args()
     os.chdir(ROOT)  # the presets' paths are relative to the repository
-    results = json.loads(OUT.read_text()).get("jobs", {}) if OUT.is_file() else {}
+    results = json.loads(args.out.read_text()).get("jobs", {}) if args.out.is_file() else {}
     out_dir = ROOT / "runs" / "bench"  # kept, e.g. for `selfsup layers runs/bench/main-s0`
     mm = matmul_gflops()
     with baseline_tree(args.baseline) as base_src:
@@ -170,15 +177,27 @@ def main() -> None:
                 base["gflop_per_step"] = round(step_gflop(job, base_src), 2)
             results[name] = summarise(job, rows, base, step_gflop(job), mm)
             print(name, json.dumps({k: v for k, v in results[name].items() if k != "runs"}, indent=1))
-            write(results, mm, args.baseline)  # after every job: a later failure loses nothing
+            write(args.out, results, mm, args.baseline)  # after every job: a later failure loses nothing
 
 
-def write(results: dict, mm: dict, baseline: str | None) -> None:
+def write(out: Path, results: dict, mm: dict, baseline: str | None) -> None:
+    from selfsup.train.components import cpu_has_amx
+
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()}
+    machine |= {"cpu": _cpu_model(), "amx": cpu_has_amx(), "SELFSUP_AMX": os.environ.get("SELFSUP_AMX")}
     doc = {"benchmark": "bench_main_job", "jobs": results, "matmul_gflops": mm, "baseline_rev": baseline}
     doc |= {"date": datetime.now(timezone.utc).isoformat(), "machine": machine}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(doc, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else what the platform module knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 @contextlib.contextmanager

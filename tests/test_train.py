@@ -279,6 +279,18 @@ def test_forced_amx_runs_the_training_forward_under_bfloat16_autocast(tmp_path, 
         assert autocast == {False} and dtypes == {torch.float32}
 
 
+def test_peak_memory_is_read_in_the_unit_of_each_platform(monkeypatch):
+    import resource
+
+    from selfsup.train import loop
+
+    monkeypatch.setattr(resource, "getrusage", lambda who: type("U", (), {"ru_maxrss": 3 * 2**20})())
+    monkeypatch.setattr(sys, "platform", "linux")  # KiB
+    assert loop.peak_rss_mb() == 3 * 2**10
+    monkeypatch.setattr(sys, "platform", "darwin")  # bytes
+    assert loop.peak_rss_mb() == 3
+
+
 def test_fused_adamw_gives_the_same_steps_as_the_reference_adamw():
     # torch's fused kernel against its for-loop AdamW, weight decay on matrices only (build_optimizer)
     from selfsup.config import OptimConfig

@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,7 @@ def fit(
             summary["train_seconds"] = time.perf_counter() - t_start
             summary["train_precision"] = precision(c)
             summary["processes"] = world.size
-            summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            summary["peak_rss_mb"] = peak_rss_mb()
             (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(_summary_line(summary))
     return summary
@@ -213,6 +214,12 @@ def new_run(c: Components, world: distributed.World | None = None) -> Run:
         probe_opt = torch.optim.Adam(probe.parameters(), lr=1e-3, fused=fusable(list(probe.parameters())))
     step_probe = distributed.wrap(probe, c.device) if probe is not None else None
     return Run(opt, probe, probe_opt, distributed.wrap(c.model, c.device), step_probe, world)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB (``ru_maxrss`` counts KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def precision(c: Components) -> str:
