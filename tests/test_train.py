@@ -233,6 +233,14 @@ def test_amp_applies_on_cuda_and_on_amx_cpus_only(monkeypatch):
     assert use_amp(True, cpu)
 
 
+def test_a_bad_selfsup_amx_is_one_error_line_before_the_run_dir_exists(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SELFSUP_AMX", "yes")
+    res = runner.invoke(app, ["train", "--quiet", *TINY, "train.epochs=1", "train.name=r"])
+    assert res.exit_code == 2 and "error: SELFSUP_AMX='yes': use 1" in res.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_selfsup_amx_overrides_the_probes_on_the_cpu_only(monkeypatch):
     from selfsup.errors import ConfigError
     from selfsup.train.components import use_amp

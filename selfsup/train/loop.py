@@ -94,6 +94,7 @@ def fit(
         check_batch_size(cfg, data)
         distributed.check_global_batch(cfg.train.batch_size)
         c = build(cfg, data)
+        precision(c)  # reads $SELFSUP_AMX: a bad value stops the run here, before its directory exists
         run = new_run(c, world)
         # the run directory: rank 0 creates it (or checks it for a resume), every rank learns its path
         run.dir, resume = distributed.from_main(_open_run_dir, cfg, run_dir, resume)
