@@ -111,6 +111,8 @@ def fit(
             summary["train_precision"] = precision(c)
             summary["processes"] = world.size
             summary["peak_rss_mb"] = peak_rss_mb()
+            if c.device.type == "cuda":
+                summary["peak_device_mb"] = torch.cuda.max_memory_allocated(c.device) / 2**20
             (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(_summary_line(summary))
     return summary

@@ -1,0 +1,37 @@
+"""benchmarks/gpu_check.py: every stage is set up without a GPU, and a missing GPU stops it loudly."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+
+
+def _run(*args, **env):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env={**os.environ, **env}
+    )
+
+
+@pytest.mark.slow
+def test_dry_run_sets_up_every_stage_and_runs_the_ddp_job_on_the_cpu(tmp_path):
+    res = _run("--dry-run", "--out", str(tmp_path / "g.json"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads((tmp_path / "g.json").read_text())
+    assert doc["dry_run"] and list(doc["stages"]) == ["preflight", "main", "stream", "nccl", "pde"]
+    assert doc["stages"]["main"]["command"] == "selfsup train train.device=cuda"
+    ddp = doc["stages"]["nccl"]
+    assert ddp["backend"] == "gloo" and ddp["steps"] == 2 and len(ddp["losses"]) == 2
+    assert "--solver-steps 10000 --device cuda" in doc["stages"]["pde"]["evaluate"]
+
+
+@pytest.mark.slow
+def test_without_a_gpu_it_stops_with_one_error_line(tmp_path):
+    res = _run("--only", "preflight", "--out", str(tmp_path / "g.json"), CUDA_VISIBLE_DEVICES="")
+    assert res.returncode != 0 and "error: no CUDA GPU is visible" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "g.json").exists()
