@@ -50,9 +50,10 @@ def pick_device(name: str) -> torch.device:
 def use_amp(enabled: bool, device: torch.device) -> bool:
     """Whether training steps run under bfloat16 autocast (``train.amp``): on CUDA, and on CPUs with AMX
     bfloat16 tiles (Intel Sapphire Rapids and later), where oneDNN runs bfloat16 convolutions and matrix
-    products several times faster than float32. Elsewhere (most laptops) bfloat16 is emulated and slower,
-    so the step stays float32 (``$SELFSUP_AMX`` overrides the CPU probe, :func:`cpu_has_amx`). Criteria
-    compute in float32 either way."""
+    products several times faster than float32. Elsewhere the step stays float32: most CPUs without AMX
+    emulate bfloat16 (slower), though those with AVX-512 bfloat16 instructions can gain from forcing it
+    (``SELFSUP_AMX=1``, which overrides the CPU probe, :func:`cpu_has_amx`). Criteria compute in float32
+    either way."""
     if not enabled:
         return False
     if device.type == "cuda":
