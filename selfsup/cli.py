@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from selfsup.cli_errors import console, err_console, run_app, user_errors
+from selfsup.cli_errors import console, err_console, run_app, show, user_errors
 from selfsup.cli_objects3d import objects3d_app
 from selfsup.cli_pde import pde_app
 from selfsup.cli_sweep import layers as _layers_command
@@ -56,7 +56,7 @@ def quality(
     if as_json:
         typer.echo(json.dumps(rep, indent=2))
         return
-    console.print(_metrics_table(f"quality of {file}", rep))
+    show(_metrics_table(f"quality of {file}", rep))
     for w in rep.get("warnings", []):
         err_console.print(f"[yellow]warning:[/] {w}")
 
@@ -187,7 +187,7 @@ def probe(
     if as_json:
         typer.echo(json.dumps(res, indent=2))
     else:
-        console.print(_metrics_table(f"probes of {run_dir}", res))
+        show(_metrics_table(f"probes of {run_dir}", res))
 
 
 @app.command()
@@ -216,7 +216,7 @@ def equivariance(
         t.add_column(col, justify="right" if col != "part" else "left")
     for row in equivariance_table(res):
         t.add_row(*row)
-    console.print(t)
+    show(t)
     for name, r in res["retrieval"].items():
         hits = "  ".join(f"Hit@{k} {v:.3f}" for k, v in r["hits"].items())
         console.print(
@@ -257,22 +257,25 @@ def robustness(
     for name, r in res["factors"].items():
         by_part = (f"{100 * res['parts'][p]['factors'][name]['accuracy']:.1f} %" for p in parts)
         t.add_row(name, f"{100 * r['accuracy']:.1f} %", f"{-100 * r['drop']:+.1f}", *by_part)
-    console.print(t)
+    show(t)
 
 
 @app.command()
 @user_errors
-def datasets():
+def datasets(as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")):
     """List the built-in datasets with sizes and shapes."""
     from selfsup.data import list_datasets
 
-    t = Table(title="datasets")
     rows = list_datasets()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    t = Table(title="datasets")
     for col in rows[0]:
         t.add_column(col)
     for r in rows:
         t.add_row(*[str(v) for v in r.values()])
-    console.print(t)
+    show(t)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from selfsup.errors import SelfsupError, say_error
 
@@ -27,6 +28,25 @@ except ImportError:  # pragma: no cover - older typer on click
 
 console = Console()
 err_console = Console(stderr=True)
+
+#: Columns of a console that writes to a pipe or a file: wide enough that no table is squeezed and no line
+#: wraps (Rich's default there is 80 columns, which cut names and split every epoch line of a log in two).
+PIPE_WIDTH = 100_000
+
+
+def plain_when_piped() -> None:
+    """Outside a terminal, the consoles neither wrap lines nor squeeze tables (see :func:`show`)."""
+    for c in (console, err_console):
+        if not c.is_terminal:
+            c.width, c.soft_wrap = PIPE_WIDTH, True
+
+
+def show(*tables: Table) -> None:
+    """Print tables: boxed on a terminal; in a pipe or a file, plain aligned columns with full contents."""
+    for t in tables:
+        if not console.is_terminal:
+            t.box, t.show_edge, t.pad_edge = None, False, False
+        console.print(t)
 
 
 def _os_error(err: OSError) -> str:
@@ -86,6 +106,7 @@ def run_app(app: typer.Typer, prog_name: str = "selfsup") -> None:
     """Run the command line: click's usage errors become ``error:`` lines too (exit 2); Python warnings are
     one ``warning:`` line each."""
     warnings.showwarning = _show_warning
+    plain_when_piped()
     try:
         code = app(prog_name=prog_name, standalone_mode=False)  # typer.Exit(n) comes back as n
     except UsageError as err:

@@ -6,13 +6,14 @@ inside the commands so that ``selfsup --help`` stays fast.
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from selfsup.cli_errors import console, user_errors
+from selfsup.cli_errors import show, user_errors
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.paths import check_output_file
 
@@ -77,30 +78,47 @@ def generate(
 
 @pde_app.command()
 @user_errors
-def info(file: Path = typer.Argument(..., help="HDF5 file (selfsup or LPSDA layout)")):
+def info(
+    file: Path = typer.Argument(..., help="HDF5 file (selfsup or LPSDA layout)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+):
     """Summarise a PDE file: equation, splits, shapes, dt/dx and coefficient ranges."""
     from selfsup.pde.io import list_splits, read_h5
 
+    rows = []
+    for split in list_splits(file):
+        d = read_h5(file, split)
+        rows.append(
+            {
+                "split": split,
+                "equation": d.equation,
+                "u_shape": list(d.u.shape),
+                "dtype": str(d.u.dtype).replace("torch.", ""),
+                "dt": _range(d.dt),
+                "dx": _range(d.dx),
+                "coefficients": {k: _range(v) for k, v in d.coeffs.items()},
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table(title=str(file))
     for col in ("split", "equation", "u shape", "dtype", "dt range", "dx range", "coefficients"):
         table.add_column(col)
-    for split in list_splits(file):
-        d = read_h5(file, split)
-        coeffs = ", ".join(f"{k} {_range(v)}" for k, v in d.coeffs.items()) or "-"
-        table.add_row(
-            split,
-            d.equation,
-            "x".join(map(str, d.u.shape)),
-            str(d.u.dtype).replace("torch.", ""),
-            _range(d.dt),
-            _range(d.dx),
-            coeffs,
-        )
-    console.print(table)
+    for r in rows:
+        coeffs = ", ".join(f"{k} {_text(v)}" for k, v in r["coefficients"].items()) or "-"
+        shape = "x".join(map(str, r["u_shape"]))
+        table.add_row(r["split"], r["equation"], shape, r["dtype"], _text(r["dt"]), _text(r["dx"]), coeffs)
+    show(table)
 
 
-def _range(v) -> str:
-    lo, hi = v.min().item(), v.max().item()
+def _range(v) -> list[float]:
+    """[min, max] of a tensor's values."""
+    return [v.min().item(), v.max().item()]
+
+
+def _text(r: list[float]) -> str:
+    lo, hi = r
     return f"{lo:.4g}" if lo == hi else f"[{lo:.4g}, {hi:.4g}]"
 
 
@@ -134,6 +152,7 @@ def evaluate(
     ),
     conditioning: str = typer.Option("shift", "--conditioning", help="shift (additive, default) or film"),
     head: str = typer.Option("ridge", "--head", help="linear head: ridge (default) or sgd (the SSL code's)"),
+    as_json: bool = typer.Option(False, "--json", help="print pde_eval.json's contents instead of tables"),
 ):
     """Coefficient regression (SSL + ridge vs supervised) and time-stepping (with/without the representation).
 
@@ -162,8 +181,10 @@ def evaluate(
     r = evaluate_run(
         run_dir, seeds, sup_epochs, spec, cond_dim or None, diag, layer, device, tuple(skip), labelled, head
     )
-    for table in _evaluation_tables(r, run_dir):
-        console.print(table)
+    if as_json:
+        typer.echo(json.dumps(r, indent=2))
+        return
+    show(*_evaluation_tables(r, run_dir))
     typer.echo(f"wrote {Path(run_dir) / 'pde_eval.json'} ({r['seconds']:.0f} s)")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from selfsup.cli_errors import console, err_console, user_errors
+from selfsup.cli_errors import console, err_console, show, user_errors
 
 sweep_app = typer.Typer(
     add_completion=False,
@@ -79,8 +79,7 @@ def summary(
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
-    for t in tables(result):
-        console.print(t)
+    show(*tables(result))
     console.print(f"wrote {Path(sweep_dir) / 'summary.json'} and {Path(sweep_dir) / 'report.html'}")
 
 
@@ -100,7 +99,7 @@ def layers(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    console.print(layers_table(result))
+    show(layers_table(result))
     if not result["labelled"] and not no_probes:
         err_console.print("note: the dataset has no labelled test split: probes skipped")
     console.print(f"wrote {jpath} and {ppath}")
@@ -139,7 +138,7 @@ def select_epoch(
         if e["excluded"]:
             mark = f"{mark} ({e['excluded']})" if mark else e["excluded"]
         t.add_row(str(e["epoch"]), f"{e['score']:.4g}", acc, "yes" if e["checkpoint"] else "no", mark)
-    console.print(t)
+    show(t)
     line = f"pick: epoch {result['pick']}"
     if result["gap_points"] is not None:
         tau = result["agreement"]["kendall_tau"]

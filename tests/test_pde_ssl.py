@@ -211,6 +211,25 @@ def test_fit_then_evaluate_tiny(cache):
         ts["solver"]["dilated"] and ts["solver"]["conditioning"] == "shift" and ts["solver"]["cond_dim"] == 2
     )
     assert ts["solver"]["receptive_field_cells"] == 64
+    # the command line's --json prints what it writes to pde_eval.json
+    from typer.testing import CliRunner
+
+    from selfsup.cli import app
+
+    args = [
+        "pde",
+        "evaluate",
+        str(cache / "run"),
+        "--seeds",
+        "1",
+        "--sup-epochs",
+        "1",
+        "--skip",
+        "timestepping",
+    ]
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == json.loads((cache / "run" / "pde_eval.json").read_text())
     plain = SolverSpec(steps=2, history=5, future=5, conditioning="film", dilated=False, grid=False)
     r = evaluate_run(cache / "run", seeds=1, solver=plain, diagnostics=(), skip=("regression",))
     assert "regression" not in r and r["timestepping"]["solver"]["conditioning"] == "film"

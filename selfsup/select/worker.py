@@ -272,7 +272,7 @@ class Worker:
             f"trial {trial.number} slot {slot}: {shown}"
             + (f" (resuming trial {inherit.number})" if resume else "")
         )
-        console = Console(file=self.log, width=110, force_terminal=False)
+        console = Console(file=self.log, width=110, force_terminal=False, soft_wrap=True)
         try:
             cfg = sweep.trial_config(params, name)
             summary = fit(cfg, run_dir=run_dir, resume=resume, console=console, progress=False)
