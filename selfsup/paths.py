@@ -1,4 +1,5 @@
-"""Output locations checked before any work starts: a file we may create, a directory we may fill.
+"""Where selfsup writes: output locations checked before any work starts (a file we may create, a directory
+we may fill), and the cache of generated datasets.
 
 Each check tries what the work will do (create an entry in the directory, then remove it): permission bits
 do not tell the truth for root or for pseudo file systems such as /proc.
@@ -11,6 +12,12 @@ import tempfile
 from pathlib import Path
 
 from selfsup.errors import SelfsupError
+
+
+def cache_dir() -> Path:
+    """Directory for generated datasets: ``$SELFSUP_CACHE`` if set, else ``~/.cache/selfsup``."""
+    env = os.environ.get("SELFSUP_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "selfsup"
 
 
 def _can_create_in(directory: Path) -> str | None:

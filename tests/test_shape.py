@@ -127,3 +127,18 @@ def test_a_recipe_outside_the_table_is_checked_against_its_own_criterion():
     assert SSLModel(recipe, backbone, "8-8", params={"cov_coeff": 2.0}).params["cov_coeff"] == 2.0
     with pytest.raises(ConfigError, match="method 'my-vicreg' has no option 'cov_coef'"):
         SSLModel(recipe, backbone, "8-8", params={"cov_coef": 2.0})
+
+
+def test_no_module_of_the_package_imports_itself_back():
+    # the layers contract (lint-imports) orders packages; this also catches cycles inside one package.
+    # grimp is import-linter's graph, which counts imports inside functions too.
+    import grimp
+
+    g = grimp.build_graph("selfsup")
+    cycles = [
+        (a, b)
+        for a in sorted(g.modules)
+        for b in g.find_modules_directly_imported_by(a)
+        if g.find_shortest_chain(importer=b, imported=a)
+    ]
+    assert cycles == []

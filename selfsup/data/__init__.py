@@ -4,7 +4,7 @@
 >>> idx = monitor_indices(len(splits.train), 512, seed=0)   # fixed subset for label-free metrics
 """
 
-from selfsup.data.core import ArrayDataset, DataSplits, cache_dir, monitor_indices
+from selfsup.data.core import ArrayDataset, DataSplits, monitor_indices
 from selfsup.data.registry import (
     DATASETS,
     DatasetEntry,
@@ -13,6 +13,7 @@ from selfsup.data.registry import (
     load_dataset,
     register_dataset,
 )
+from selfsup.paths import cache_dir
 
 __all__ = [
     "DATASETS",

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.data.core import ArrayDataset, DataSplits, cache_dir, save_npz_atomic, to_labels
+from selfsup.data.core import ArrayDataset, DataSplits, save_npz_atomic, to_labels
+from selfsup.paths import cache_dir
 
 MNIST1D_SHAPE = (1, 40)
 DIGITS_SHAPE = (1, 8, 8)

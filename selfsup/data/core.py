@@ -82,12 +82,6 @@ class DataSplits:
         return self.train.y is not None
 
 
-def cache_dir() -> Path:
-    """Directory for generated datasets: ``$SELFSUP_CACHE`` if set, else ``~/.cache/selfsup``."""
-    env = os.environ.get("SELFSUP_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "selfsup"
-
-
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
     """Write an ``.npz`` through a temporary file and a rename, so a killed process leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)

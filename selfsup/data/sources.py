@@ -24,6 +24,7 @@ from rich.progress import track
 from torch.utils.data import Dataset
 
 from selfsup.errors import SelfsupError
+from selfsup.paths import cache_dir
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 #: Formats torchvision decodes itself (libjpeg-turbo, libpng, libwebp); the others go through PIL.
@@ -214,7 +215,6 @@ def scan_folder(root: Path, rescan: bool = False) -> dict:
     Class sub-folders (sorted names) give labels, their images found recursively; without any, the images
     at the top level form an unlabelled set. Zero-byte files and files without a readable image header are
     left out and listed in ``skipped``."""
-    from selfsup.data.core import cache_dir  # core imports this module
 
     class_dirs = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     stamp = _folder_times(root)

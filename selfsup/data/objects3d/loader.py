@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.data.core import ArrayDataset, DataSplits, cache_dir, save_npz_atomic
+from selfsup.data.core import ArrayDataset, DataSplits, save_npz_atomic
 from selfsup.data.objects3d.controlled import check_diversity, diverse_factors
 from selfsup.data.objects3d.generate import (
     FACTOR_NAMES,
@@ -35,6 +35,7 @@ from selfsup.data.objects3d.generate import (
 from selfsup.data.objects3d.render import check_size
 from selfsup.data.objects3d.shapes import CLASSES, make_shapes
 from selfsup.errors import ConfigError
+from selfsup.paths import cache_dir
 
 #: factors some sets record besides FACTOR_NAMES (``varied``: the diversity option's varied images)
 EXTRA_FACTORS = ("varied",)
