@@ -52,6 +52,8 @@ SEEDED = ("main", "main-fp32", "main-bf16")  # the jobs --seeds applies to
 
 def run(name: str, job: dict, out_dir: Path, src: Path = ROOT, seed: int | None = None) -> dict:
     """One `selfsup train` of the code in ``src`` (ROOT, or a baseline worktree), in a fresh process."""
+    from selfsup.train.loop import peak_rss_mb
+
     extra = job.get("overrides", []) + ([] if seed is None else [f"train.seed={seed}"])
     args = ["--config", job["config"]] if job["config"] else []
     cmd = [sys.executable, "-m", "selfsup.cli", "train", "--quiet", *args, *extra]
@@ -74,7 +76,7 @@ def run(name: str, job: dict, out_dir: Path, src: Path = ROOT, seed: int | None 
         "wall_s": round(wall, 1),
         "train_steps_s": round(sum(r["epoch_time"] for r in records), 1),
         "steps": records[-1]["step"],
-        "peak_rss_mb": round(usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)),
+        "peak_rss_mb": round(peak_rss_mb(usage.ru_maxrss)),
         "linear_acc": s.get("linear_acc"),
         "knn_acc": s.get("knn_acc"),
         "rankme_backbone": s["rankme_backbone"],
@@ -157,7 +159,9 @@ def summarise(job: dict, rows: list[dict], base: dict | None, gflop: float, mm: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=sorted(JOBS), nargs="+", help="jobs to run (default: all)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the main job (and main-fp32)")
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help=f"seeds of the jobs {', '.join(SEEDED)}"
+    )
     ap.add_argument("--baseline", metavar="REV", help="also run each job from this git revision")
     ap.add_argument("--out", type=Path, default=OUT, help=f"result file (default {OUT.relative_to(ROOT)})")
     args = ap.parse_args()
@@ -181,23 +185,20 @@ def main() -> None:
 
 
 def write(out: Path, results: dict, mm: dict, baseline: str | None) -> None:
+    from bench_quality import machine_info
+
     from selfsup.train.components import cpu_has_amx
 
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()}
-    machine |= {"cpu": _cpu_model(), "amx": cpu_has_amx(), "SELFSUP_AMX": os.environ.get("SELFSUP_AMX")}
+    machine |= {
+        "cpu": machine_info()["cpu"],
+        "amx": cpu_has_amx(),
+        "SELFSUP_AMX": os.environ.get("SELFSUP_AMX"),
+    }
     doc = {"benchmark": "bench_main_job", "jobs": results, "matmul_gflops": mm, "baseline_rev": baseline}
     doc |= {"date": datetime.now(timezone.utc).isoformat(), "machine": machine}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))
-
-
-def _cpu_model() -> str:
-    """The CPU's model name (Linux), else what the platform module knows."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 @contextlib.contextmanager

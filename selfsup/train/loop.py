@@ -219,9 +219,10 @@ def new_run(c: Components, world: distributed.World | None = None) -> Run:
     return Run(opt, probe, probe_opt, distributed.wrap(c.model, c.device), step_probe, world)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB (``ru_maxrss`` counts KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_rss_mb(ru_maxrss: int | None = None) -> float:
+    """A peak resident memory in MiB: ``ru_maxrss`` of a ``getrusage``/``wait4`` result (default: this
+    process's), which counts KiB on Linux and bytes on macOS."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if ru_maxrss is None else ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
