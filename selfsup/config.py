@@ -162,9 +162,10 @@ def _check_views(cfg: RunConfig, method, recipe: str | None) -> None:
             f"invalid configuration: data.local_views={data.local_views} leaves no global view among "
             f"data.n_views={data.n_views}; raise data.n_views"
         )
-    if method.kind == "lejepa" and n_global < 2:
+    if n_global < method.min_global_views:
         raise ConfigError(
-            f"invalid configuration: method 'lejepa' needs at least 2 global views; data.n_views="
+            f"invalid configuration: method '{method.name}' needs at least {method.min_global_views} global "
+            f"views; data.n_views="
             f"{data.n_views} with data.local_views={data.local_views} gives {n_global}"
         )
     if recipe is not None and data.local_views:

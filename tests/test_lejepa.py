@@ -113,15 +113,16 @@ def _sweep_data():
 
 
 def test_monitor_leaves_the_training_rng_alone():
-    from selfsup.train.evaluate import lejepa_monitor
+    from selfsup.train.evaluate import method_metrics
 
     c = build(C.resolve(None, TINY))
     x = c.data.train.x[:256]
     torch.manual_seed(0)
-    first = lejepa_monitor(c, x)
+    first = method_metrics(c, x)
+    assert set(first) == {"lejepa_loss", "lejepa_prediction", "lejepa_sigreg"}
     after = torch.rand(1)
     torch.manual_seed(0)
-    assert lejepa_monitor(c, x) == first and torch.equal(torch.rand(1), after)
+    assert method_metrics(c, x) == first and torch.equal(torch.rand(1), after)
 
 
 @pytest.mark.parametrize(

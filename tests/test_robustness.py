@@ -180,8 +180,8 @@ def test_supervised_reference_learns_the_labels():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    pred = c.model.diet_head(c.model.eval().backbone(x)).argmax(1)
-    assert c.model.diet_head.out_features == 10 and (pred == data.train.y[idx]).float().mean() > 0.95
+    pred = c.model.class_head(c.model.eval().backbone(x)).argmax(1)
+    assert c.model.class_head.out_features == 10 and (pred == data.train.y[idx]).float().mean() > 0.95
 
 
 def test_supervised_reference_needs_labels():

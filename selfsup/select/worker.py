@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from selfsup.errors import DivergenceError, SelfsupError
-from selfsup.methods import LOSS_METRICS, RUN_METRICS, resolve_layer
+from selfsup.methods import RUN_METRICS, methods_recording, resolve_layer
 from selfsup.select import study as S
 from selfsup.select.spec import ParamSpec, Sweep, finite, load_sweep
 
@@ -137,9 +137,10 @@ def preflight(sweep: Sweep) -> list[str]:
     names = c.model.layer_names
     resolve_layer(sweep.objective.layer, names)
     metric = sweep.objective.metric
-    if metric in RUN_METRICS and metric not in LOSS_METRICS.get(c.model.recipe.kind, ()):
+    if metric in RUN_METRICS and metric not in c.model.run_metrics:
         raise SelfsupError(
-            f"objective metric '{metric}' is recorded by method lejepa only, not by '{cfg.method.name}'"
+            f"objective metric '{metric}' is recorded by method {', '.join(methods_recording(metric))} "
+            f"only, not by '{cfg.method.name}'"
         )
     return names
 

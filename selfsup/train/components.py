@@ -123,9 +123,9 @@ def build_views_of(cfg: C.RunConfig, data: DataSplits) -> nn.Module:
     if recipe == data.info.get("default_views"):  # e.g. the PDE datasets fill in view_args.equation
         view_args = {**data.info.get("view_args", {}), **view_args}
     if get_view_recipe(recipe).paired:
-        if cfg.method.name == "lejepa":
+        if not get_method(cfg.method.name).accepts_paired_views:
             raise ConfigError(
-                f"method 'lejepa' needs global and local crops; view recipe '{recipe}' gives pairs"
+                f"method '{cfg.method.name}' needs global and local crops; view recipe '{recipe}' gives pairs"
             )
         d = cfg.data
         return build_pair_views(recipe, data.train, as_float, d.n_views, d.local_views, **view_args)

@@ -81,7 +81,7 @@ def _retrieval(c, pairs: tuple, z_test: torch.Tensor, colour: bool) -> dict:
     groups = c.data.test.factors["instance"].to(eq.device)
     i, j = i.to(eq.device), j.to(eq.device)
     out = {"identity": retrieval(eq[i], j, eq, groups, source_index=i).__dict__}
-    if model.predictor is not None and model.recipe.kind in ("sie", "equi"):
+    if model.predictor is not None and model.recipe.needs_transform:
         model.eval()
         t_model = (t if colour else t[:, :4]).to(eq.device)
         out["predictor"] = retrieval(model.predictor(eq[i], t_model), j, eq, groups, source_index=i).__dict__

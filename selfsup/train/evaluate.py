@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 
-from selfsup.criteria import lejepa_mix, lejepa_terms
 from selfsup.data import monitor_indices
 from selfsup.data.sources import Source
 from selfsup.data.stream import as_float, sequential, worker_count
@@ -58,8 +57,7 @@ def monitor(c: Components, x_mon: torch.Tensor, n_lidar: int) -> dict[str, float
         views = torch.stack([c.model.backbone(v) for v in _lidar_views(c, x_mon, n_lidar)], 1)
         c.model.train(was_training)
         result["backbone/lidar"] = float(lidar(views.float(), views.shape[1]))
-    if c.model.recipe.kind == "lejepa":
-        result.update(lejepa_monitor(c, x_mon))
+    result.update(method_metrics(c, x_mon))
     return result
 
 
@@ -76,12 +74,13 @@ def _lidar_views(c: Components, x_mon: torch.Tensor, n: int) -> list[torch.Tenso
 
 
 @torch.no_grad()
-def lejepa_monitor(c: Components, x_mon: torch.Tensor) -> dict[str, float]:
-    """LeJEPA's training loss and its two terms, measured on the monitor subset so that they compare across
-    epochs and runs: the mean over its batches of ``train.batch_size`` samples (the statistic's N, as in
-    training), views drawn from a fixed seed (the training RNG is left untouched), the model in eval mode,
-    SIGReg's directions seeded by the batch's index."""
-    m, bs = c.model, c.cfg.train.batch_size
+def method_metrics(c: Components, x_mon: torch.Tensor) -> dict[str, float]:
+    """The method's own label-free numbers (``model.run_metrics``, e.g. LeJEPA's loss and its terms) on
+    the projected views of the monitor subset: views drawn from a fixed seed (the training RNG is left
+    untouched), the model in eval mode, so that they compare across epochs and runs."""
+    m = c.model
+    if not m.run_metrics:
+        return {}
     kind = c.device.type  # fork the RNG of the device the views draw from (cpu's is always forked)
     fork = {"devices": []} if kind == "cpu" else {"devices": [c.device.index or 0], "device_type": kind}
     with torch.random.fork_rng(**fork):
@@ -89,16 +88,7 @@ def lejepa_monitor(c: Components, x_mon: torch.Tensor) -> dict[str, float]:
         views = [view(as_float(x_mon.to(c.device))) for view in c.views]
     layer = resolve_layer("projector", m.layer_names)
     z = torch.stack([embed(m, v, c.device, [layer])[layer] for v in views])  # (V, N, K)
-    options = {k: v for k, v in m.params.items() if k != "lambd"}
-    n_batches = max(1, z.shape[1] // bs)
-    batches = [z[:, i * bs : (i + 1) * bs] for i in range(n_batches)]
-    terms = [lejepa_terms(zb, m.n_global, **options, seed=i) for i, zb in enumerate(batches)]
-    prediction, sigreg = (sum(float(t[j]) for t in terms) / n_batches for j in (0, 1))
-    return {
-        "lejepa_loss": lejepa_mix(prediction, sigreg, m.params["lambd"]),
-        "lejepa_prediction": prediction,
-        "lejepa_sigreg": sigreg,
-    }
+    return m.monitor_metrics(z, c.cfg.train.batch_size)
 
 
 #: k of the kNN probe (Wu et al. 2018, as DINO); smaller training sets use all their samples.
@@ -134,7 +124,6 @@ def final_summary(c: Components, run_dir: Path) -> dict:
         "layers": {layer: quality_report(z, singular_values=True) for layer, z in feats.items()},
     }
     summary["rankme_backbone"] = summary["layers"][resolve_layer("backbone", c.model.layer_names)]["rankme"]
-    if c.model.recipe.kind == "lejepa":
-        summary.update(lejepa_monitor(c, monitor_subset(c)))
+    summary.update(method_metrics(c, monitor_subset(c)))
     summary.update(probe_run(c))
     return summary

@@ -1,0 +1,143 @@
+"""The model of a run: a backbone, the heads of its method and the method's loss (:class:`SSLModel`)."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+import re
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from selfsup.errors import unknown_name
+from selfsup.methods.kind import HeadOptions, MethodRecipe
+from selfsup.methods.registry import check_method_params
+from selfsup.models import Backbone, head_depth, head_layer_outputs
+
+
+def resolve_layer(layer: str | None, names: Sequence[str]) -> str:
+    """A layer of :attr:`SSLModel.layer_names` from a name or an alias: ``None`` or ``"backbone"`` -> the
+    backbone's output, ``"projector"`` -> the projector's output (the backbone's without a projector)."""
+    backbone = [n for n in names if not re.fullmatch(r"proj\d+", n)]
+    alias = {"backbone": backbone[-1], "projector": names[-1]}
+    layer = "backbone" if layer is None else layer
+    if layer in alias:
+        return alias[layer]
+    if layer not in names:
+        raise unknown_name("layer", layer, ["backbone", "projector", *names])
+    return layer
+
+
+def ema_momentum(base: float, step: int, total_steps: int) -> float:
+    """BYOL's cosine schedule: tau_k = 1 - (1 - base) (cos(pi k / K) + 1) / 2 (Grill et al., sec. 3.2)."""
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)) + 1) / 2
+
+
+class SSLModel(nn.Module):
+    """Backbone + projector (+ the heads of the method's kind: predictor, EMA target, classifier) and the
+    method's loss. The keyword arguments are :class:`HeadOptions`; ``ema_base`` replaces the recipe's."""
+
+    def __init__(
+        self,
+        recipe: MethodRecipe,
+        backbone: Backbone,
+        projector: str | None = None,
+        predictor: str | None = None,
+        params: dict | None = None,
+        ema_base: float | None = None,
+        **options,
+    ):
+        super().__init__()
+        check_method_params(recipe, params or {})
+        opts = HeadOptions(predictor=predictor, **options)
+        self.recipe, self.kind = recipe, recipe.kind
+        self.params = {**recipe.params, **(params or {})}
+        self.backbone = backbone
+        self.n_global = opts.n_global  # the first n_global views are the global ones
+        self.ema_base = ema_base if ema_base is not None else recipe.ema_base
+        self.n_inv = 0  # the invariant width of the embedding (SIE)
+        self.predictor = self.target = self.class_head = None  # the heads a kind adds
+        spec = recipe.projector if projector is None else projector
+        self.projector = self.kind.build_projector(self, spec, opts)
+        self.kind.build_heads(self, opts)
+        self._register_load_state_dict_pre_hook(_renamed_keys)
+        # Several processes (torchrun + DDP): the criterion's batch statistics gather every process's rows
+        # (set by the training loop; criteria without batch statistics, BYOL's and DIET's, need nothing).
+        self.gather_distributed = False
+        self._criterion_gathers = "gather_distributed" in inspect.signature(recipe.criterion).parameters
+
+    @property
+    def run_metrics(self) -> tuple[str, ...]:
+        """The method's own label-free numbers on the monitor subset (:meth:`monitor_metrics`)."""
+        return self.kind.run_metrics
+
+    def monitor_metrics(self, z: torch.Tensor, batch_size: int) -> dict[str, float]:
+        """:attr:`run_metrics` of the projected monitor views ``z`` (V x N x K), in batches as in training."""
+        return self.kind.monitor_metrics(self, z, batch_size)
+
+    @property
+    def criterion_options(self) -> dict:
+        """The criterion's keyword arguments: the method's parameters, and ``gather_distributed`` when the
+        criterion has batch statistics and the model trains in several processes."""
+        if self.gather_distributed and self._criterion_gathers:
+            return {**self.params, "gather_distributed": True}
+        return self.params
+
+    def forward(
+        self, views: list[torch.Tensor], index: torch.Tensor, transform: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The method's loss (:meth:`loss`), as ``forward`` so that DistributedDataParallel can wrap it."""
+        return self.loss(views, index, transform)
+
+    def loss(
+        self, views: list[torch.Tensor], index: torch.Tensor, transform: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (loss, detached backbone features of the first view) for one batch of views
+        (``transform``: the transformations between the views, for SIE; :mod:`selfsup.views.pairs`)."""
+        feats = self.kind.features(self, views)
+        return self.kind.loss(self, feats, views, index, transform), feats[0].detach()
+
+    @torch.no_grad()
+    def update_target(self, step: int, total_steps: int) -> None:
+        """EMA update of the BYOL target network (no-op for other methods)."""
+        if self.target is None:
+            return
+        tau = ema_momentum(self.ema_base, step, total_steps)
+        online = list(self.backbone.parameters()) + list(self.projector.parameters())
+        target = list(self.target["backbone"].parameters()) + list(self.target["projector"].parameters())
+        torch._foreach_lerp_(target, online, 1.0 - tau)
+        for t, o in zip(
+            self.target.buffers(),
+            itertools.chain(self.backbone.buffers(), self.projector.buffers()),
+            strict=True,
+        ):
+            t.copy_(o)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Backbone named layers, then one name per projector block (``proj1``, ``proj2`` ...)."""
+        return list(self.backbone.layer_names) + [f"proj{i + 1}" for i in range(head_depth(self.projector))]
+
+    @torch.no_grad()
+    def embed_layers(self, x: torch.Tensor, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """Features of the requested layers (default: all of :attr:`layer_names`), each B x D."""
+        names = self.layer_names
+        layers = names if layers is None else list(layers)
+        bad = [name for name in layers if name not in names]
+        if bad:
+            raise unknown_name("layer", bad[0], names)
+        wanted_backbone = [n for n in layers if n in self.backbone.layer_names]
+        last = self.backbone.layer_names[-1]
+        need_proj = any(n.startswith("proj") for n in layers)
+        out = self.backbone.forward_layers(x, sorted(set(wanted_backbone) | ({last} if need_proj else set())))
+        if need_proj:
+            out.update(head_layer_outputs(self.projector, out[last]))
+        return {n: out[n] for n in layers}
+
+
+def _renamed_keys(state_dict, prefix, *args) -> None:
+    """Checkpoints written before the classifier head was named ``class_head`` call it ``diet_head``."""
+    for key in [k for k in state_dict if k.startswith(prefix + "diet_head.")]:
+        state_dict[prefix + "class_head." + key[len(prefix) + len("diet_head.") :]] = state_dict.pop(key)
