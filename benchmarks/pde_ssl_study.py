@@ -39,7 +39,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from selfsup.pde.evaluate import oracle_fraction
+from selfsup.pde.downstream import oracle_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "pde_ssl.json"

@@ -55,7 +55,8 @@ def main() -> None:
     from selfsup import config as C
     from selfsup.report import write_run_report
     from selfsup.train import checkpoint as ckpt
-    from selfsup.train import evaluate, loop
+    from selfsup.train import loop
+    from selfsup.train import measure as evaluate
 
     PHASES["import torch + selfsup"] = [time.perf_counter() - T_START, 1]
     timed(loop, "load_dataset", "load data")

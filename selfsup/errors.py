@@ -53,7 +53,7 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
 
 def say_error(message: str) -> None:
     """``error: <first line>`` on stderr and, when the message has more, one indented line joining the rest
-    (the CLI's error boundary, :mod:`selfsup.cli_errors`; also rank 0 of a multi-process run)."""
+    (the CLI's error boundary, :mod:`selfsup.cli.boundary`; also rank 0 of a multi-process run)."""
     lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()] or ["(no message)"]
     err = Console(stderr=True)
     err.print(f"[bold red]error:[/] {escape(lines[0])}", highlight=False, soft_wrap=True)

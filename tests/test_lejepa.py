@@ -113,7 +113,7 @@ def _sweep_data():
 
 
 def test_monitor_leaves_the_training_rng_alone():
-    from selfsup.train.evaluate import method_metrics
+    from selfsup.train.measure import method_metrics
 
     c = build(C.resolve(None, TINY))
     x = c.data.train.x[:256]

@@ -9,7 +9,7 @@ import torch
 from scipy.integrate import solve_ivp
 from typer.testing import CliRunner
 
-from selfsup.cli_pde import pde_app
+from selfsup.cli.pde_app import pde_app
 from selfsup.errors import ConfigError, NonFiniteError, SelfsupError, ShapeError
 from selfsup.pde import EQUATIONS, PDEData, generate, list_splits, read_h5, write_h5
 from selfsup.pde.solver import etdrk4_coefficients

@@ -163,7 +163,7 @@ def test_bad_inputs_give_clear_errors(cache):
         build_views("pde", (1, 40, 32), equation="kdv")
     with pytest.raises(ShapeError):
         build_views("pde", (1, 32), equation="kdv")
-    from selfsup.pde.evaluate import evaluate_run
+    from selfsup.pde.downstream import evaluate_run
 
     with pytest.raises(SelfsupError, match="not a run directory"):
         evaluate_run(cache)
@@ -172,7 +172,7 @@ def test_bad_inputs_give_clear_errors(cache):
 @pytest.mark.slow
 def test_fit_then_evaluate_tiny(cache):
     from selfsup import config as C
-    from selfsup.pde.evaluate import evaluate_run
+    from selfsup.pde.downstream import evaluate_run
     from selfsup.train import fit
 
     cfg = C.from_dict(
@@ -255,7 +255,7 @@ def test_fit_then_evaluate_tiny(cache):
 
 def _sgd_head_fits_a_linear_target(run_dir):
     """Without crops the features are fixed: the head must fit a target that is linear in them."""
-    from selfsup.pde.evaluate import sgd_head
+    from selfsup.pde.downstream import sgd_head
     from selfsup.train import embed, load_run
 
     c, _ = load_run(run_dir, device="cpu")
@@ -268,7 +268,7 @@ def _sgd_head_fits_a_linear_target(run_dir):
 
 
 def test_random_window_is_a_translation():
-    from selfsup.pde.evaluate import random_window
+    from selfsup.pde.downstream import random_window
 
     x = torch.arange(2 * 10 * 8, dtype=torch.float32).reshape(1, 2, 10, 8).expand(5, 2, 10, 8)
     w = random_window(x, (4, 6), torch.Generator().manual_seed(0))

@@ -8,8 +8,8 @@ import torch
 from sklearn.decomposition import PCA
 
 from selfsup.errors import ConfigError
+from selfsup.pde.downstream import oracle_fraction
 from selfsup.pde.equations import get_equation, initial_condition
-from selfsup.pde.evaluate import oracle_fraction
 from selfsup.pde.stepping import (
     CNNSolver,
     LPSDASolver,

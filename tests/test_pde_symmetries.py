@@ -7,7 +7,7 @@ import torch
 
 from selfsup.errors import ConfigError, NonFiniteError, ShapeError
 from selfsup.pde import generate, get_symmetry, residual, symmetries
-from selfsup.pde.spectral import fourier_shift
+from selfsup.pde.fourier import fourier_shift
 
 # resolved grids with fine time sampling, so the residual floor (time differences, spectral tail) is small
 FINE = {

@@ -12,7 +12,7 @@ from selfsup.cli import app
 from selfsup.data.objects3d import CANONICAL_FACTORS
 from selfsup.data.objects3d.controlled import VARIED, controlled_set
 from selfsup.errors import SelfsupError
-from selfsup.train import robustness
+from selfsup.evaluate import robustness
 
 PARAMS = {"classes": 3, "instances": 4, "data_seed": 0, "image_size": 32}
 #: the recorded factors each controlled factor may change (the view index always differs between views)

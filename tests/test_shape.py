@@ -3,11 +3,13 @@ a fast ``selfsup --help``, one layer-alias resolver, one pairing function per ki
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+import selfsup
 from selfsup import config as C
 from selfsup.cli import app
 from selfsup.errors import ConfigError
@@ -142,3 +144,16 @@ def test_no_module_of_the_package_imports_itself_back():
         if g.find_shortest_chain(importer=b, imported=a)
     ]
     assert cycles == []
+
+
+#: Module names two packages share, each for one idea: a package's own helpers and input checks, the
+#: generator of a dataset, a table of names, and SIE's loss (criteria) beside SIE the method (methods).
+SHARED_NAMES = {"__init__", "__main__", "_common", "_validate", "generate", "registry", "sie"}
+
+
+def test_no_two_modules_share_a_name_for_different_ideas():
+    from collections import Counter
+
+    root = Path(selfsup.__file__).parent
+    names = Counter(p.stem for p in root.rglob("*.py"))
+    assert {n for n, k in names.items() if k > 1} <= SHARED_NAMES

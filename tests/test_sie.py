@@ -16,7 +16,7 @@ from selfsup.data import ArrayDataset, DataSplits
 from selfsup.data.stream import as_float
 from selfsup.errors import ConfigError, ShapeError
 from selfsup.models import HyperPredictor, SplitHead, head_layer_outputs
-from selfsup.probes.equivariance import r2_scores, retrieval, transformation_r2
+from selfsup.probes.transformation import r2_scores, retrieval, transformation_r2
 from selfsup.train.components import build
 from selfsup.views import TransformPairs, batch_shard, draw_views
 

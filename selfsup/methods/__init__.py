@@ -4,7 +4,7 @@ turns a recipe and a backbone into a loss.
 ====================  ===========================================================  ==================
 module                kind of method                                               recipes
 ====================  ===========================================================  ==================
-:mod:`.pairs`         a criterion of two projected views                           simclr, vicreg ...
+:mod:`.pairwise`      a criterion of two projected views                           simclr, vicreg ...
 :mod:`.distill`       a predictor regresses a stop-gradient target projection      byol, simsiam
 :mod:`.classify`      a linear classifier of every view                            diet, supervised
 :mod:`.lejepa`        prediction of the global views + SIGReg                      lejepa

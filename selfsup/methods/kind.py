@@ -1,7 +1,7 @@
 """What a method is: a :class:`MethodRecipe` (a name, a criterion, head sizes, the paper's defaults) of one
 :class:`MethodKind` (how the views' backbone features become the loss, and the heads that takes).
 
-Each kind lives in its own module of this package (``pairs``, ``distill``, ``classify``, ``lejepa``,
+Each kind lives in its own module of this package (``pairwise``, ``distill``, ``classify``, ``lejepa``,
 ``sie``) with the recipes of that kind. Nothing outside this package asks which kind a method is: it asks
 the recipe or the model (``recipe.needs_transform``, ``model.run_metrics`` ...).
 """

@@ -8,13 +8,13 @@ import inspect
 import torch
 
 from selfsup.errors import ConfigError, SelfsupError, unknown_name
-from selfsup.methods import classify, distill, lejepa, pairs, sie
+from selfsup.methods import classify, distill, lejepa, pairwise, sie
 from selfsup.methods.kind import MethodRecipe
 from selfsup.options import check_options
 from selfsup.plugins import load_plugin, plugin_names
 
 METHODS: dict[str, MethodRecipe] = {
-    r.name: r for module in (pairs, distill, classify, lejepa, sie) for r in module.RECIPES
+    r.name: r for module in (pairwise, distill, classify, lejepa, sie) for r in module.RECIPES
 }
 
 #: Run-level label-free numbers the built-in methods record on the monitor subset (``metrics.jsonl``,

@@ -9,7 +9,7 @@
 For self-supervised learning, :mod:`selfsup.pde.datasets` (``pde:``/``pde-gen:`` datasets),
 :mod:`selfsup.pde.views` (the ``pde`` view recipe) and :mod:`selfsup.pde.encoder` (the ``pde2d`` backbone)
 plug into the library's registries through entry points (:mod:`selfsup.plugins`); importing this package
-registers nothing. :mod:`selfsup.pde.evaluate` measures a trained run on the two downstream tasks.
+registers nothing. :mod:`selfsup.pde.downstream` measures a trained run on the two downstream tasks.
 """
 
 from selfsup.pde.data import PDEData

@@ -39,8 +39,8 @@ import torch
 from torch import Tensor
 
 from selfsup.errors import ConfigError, SelfsupError, did_you_mean, unknown_name
+from selfsup.pde.fourier import derivative_symbol, wavenumbers
 from selfsup.pde.solver import etdrk4
-from selfsup.pde.spectral import derivative_symbol, wavenumbers
 
 _MAX_LOG_SPAN = 34  # psi_min / psi_max >= e^-34 ~ 1.7e-15 keeps u = -2 nu psi_x / psi meaningful
 _COMMON: dict[str, Any] = {"nx": 256, "nt": 250, "keep": 140, "amplitude": 0.5}

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from selfsup.errors import ConfigError, NonFiniteError, ShapeError
 from selfsup.pde.equations import get_equation
-from selfsup.pde.spectral import spectral_derivative
+from selfsup.pde.fourier import spectral_derivative
 
 # central first-derivative stencils (offsets 1..p; the weights are antisymmetric)
 _STENCILS = {

@@ -39,7 +39,7 @@ from torch import Tensor
 from selfsup.errors import ConfigError, NonFiniteError, ShapeError, unknown_name
 from selfsup.pde.data import PDEData
 from selfsup.pde.equations import get_equation
-from selfsup.pde.spectral import fourier_shift
+from selfsup.pde.fourier import fourier_shift
 
 
 @dataclass(frozen=True)

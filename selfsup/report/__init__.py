@@ -1,5 +1,5 @@
 """Plots (matplotlib) and a static, self-contained HTML report for a run directory."""
 
-from selfsup.report.run import write_run_report
+from selfsup.report.run_report import write_run_report
 
 __all__ = ["write_run_report"]

@@ -31,7 +31,7 @@ def sweep_summary(*args, **kwargs):
 
 
 def evaluate_layers(*args, **kwargs):
-    from selfsup.select.layers import evaluate_layers as _evaluate
+    from selfsup.evaluate.layers import evaluate_layers as _evaluate
 
     return _evaluate(*args, **kwargs)
 

@@ -272,7 +272,7 @@ def tables(summary: dict) -> list[Table]:
 
 def write(summary: dict, sweep_dir: Path) -> tuple[Path, Path]:
     """``summary.json`` and ``report.html`` in the sweep directory."""
-    from selfsup.report.sweep import write_sweep_report
+    from selfsup.report.sweep_report import write_sweep_report
 
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / "summary.json"

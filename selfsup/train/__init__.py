@@ -2,8 +2,8 @@
 frozen features (:func:`embed`, :func:`probe_run`), optimisers and schedules, checkpoints."""
 
 from selfsup.train.components import Components, build, load_run, monitor_subset, pick_device
-from selfsup.train.evaluate import embed, probe_run
 from selfsup.train.loop import fit
+from selfsup.train.measure import embed, probe_run
 from selfsup.train.rundir import read_metrics
 
 __all__ = [

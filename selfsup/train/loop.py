@@ -40,7 +40,7 @@ from selfsup.train.components import (
     use_amp,
     workers,
 )
-from selfsup.train.evaluate import embed, final_summary, monitor
+from selfsup.train.measure import embed, final_summary, monitor
 from selfsup.train.optim import build_optimizer, fusable, lr_factor, set_lr
 from selfsup.train.rundir import (
     append_metrics,

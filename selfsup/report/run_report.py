@@ -9,9 +9,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from selfsup.errors import SelfsupError
+from selfsup.evaluate.equivariance import equivariance_table
+from selfsup.evaluate.robustness import robustness_plot
 from selfsup.report.html import figure_to_img, page, table
-from selfsup.train.equivariance import equivariance_table
-from selfsup.train.robustness import robustness_plot
 from selfsup.train.rundir import read_metrics
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from selfsup.cli_errors import show, user_errors
+from selfsup.cli.boundary import show, user_errors
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.paths import check_output_file
 
@@ -158,7 +158,7 @@ def evaluate(
 
     Writes RUN_DIR/pde_eval.json and prints a table (mean +- std over seeds). Protocol: docs/pde-protocol.md.
     """
-    from selfsup.pde.evaluate import evaluate_run
+    from selfsup.pde.downstream import evaluate_run
     from selfsup.pde.stepping import SolverSpec
 
     for s in skip:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from selfsup.cli_errors import console, user_errors
+from selfsup.cli.boundary import console, user_errors
 from selfsup.errors import ConfigError
 from selfsup.paths import check_output_file
 

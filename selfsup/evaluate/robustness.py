@@ -22,11 +22,11 @@ import torch
 
 from selfsup.data.objects3d.controlled import VARIED, controlled_set
 from selfsup.errors import SelfsupError
+from selfsup.evaluate.equivariance import representation_parts
 from selfsup.methods import resolve_layer
 from selfsup.probes import linear_probe
 from selfsup.train.components import Components, load_run, workers
-from selfsup.train.equivariance import representation_parts
-from selfsup.train.evaluate import embed
+from selfsup.train.measure import embed
 
 
 def check_objects3d(c: Components) -> dict:

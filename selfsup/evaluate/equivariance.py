@@ -28,10 +28,10 @@ from selfsup.errors import SelfsupError
 from selfsup.methods import SSLModel, resolve_layer
 from selfsup.models import SplitHead
 from selfsup.probes import linear_probe
-from selfsup.probes.equivariance import retrieval, transformation_r2
+from selfsup.probes.transformation import retrieval, transformation_r2
 from selfsup.quality import rankme
 from selfsup.train.components import load_run, monitor_subset, workers
-from selfsup.train.evaluate import embed
+from selfsup.train.measure import embed
 from selfsup.views.pairs import REQUIRED_FACTORS, TransformPairs
 
 

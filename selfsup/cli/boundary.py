@@ -49,6 +49,17 @@ def show(*tables: Table) -> None:
         console.print(t)
 
 
+def metrics_table(title: str, report: dict) -> Table:
+    """A two-column table of the numbers in ``report``."""
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in report.items():
+        if isinstance(v, (int, float)):
+            t.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+    return t
+
+
 def _os_error(err: OSError) -> str:
     what = err.strerror or str(err)
     where = err.filename if err.filename is not None else ""

@@ -1,4 +1,4 @@
-"""Commands mounted on the ``selfsup`` app: ``sweep``, ``sweep summary``, ``layers``, ``select-epoch``.
+"""Label-free selection: ``sweep`` (and ``sweep summary``) over hyper-parameters, ``select-epoch`` of a run.
 
 Heavy imports (optuna, torch) happen inside the commands so that ``selfsup --help`` stays fast.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from selfsup.cli_errors import console, err_console, show, user_errors
+from selfsup.cli.boundary import console, err_console, show, user_errors
 
 sweep_app = typer.Typer(
     add_completion=False,
@@ -81,28 +81,6 @@ def summary(
         return
     show(*tables(result))
     console.print(f"wrote {Path(sweep_dir) / 'summary.json'} and {Path(sweep_dir) / 'report.html'}")
-
-
-@user_errors
-def layers(
-    run_dir: Path = typer.Argument(..., help="a run directory"),
-    layer: list[str] = typer.Option(None, "--layer", help="only these layers (repeat the option)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-    no_probes: bool = typer.Option(False, "--no-probes", help="label-free metrics only (no linear / kNN)"),
-):
-    """Quality (RankMe ...) and probe accuracy of every backbone and projector layer (Guillotine)."""
-    from selfsup.report.layers import layers_table, write_layers
-    from selfsup.select.layers import evaluate_layers
-
-    result = evaluate_layers(run_dir, layers=layer or None, probes=not no_probes)
-    jpath, ppath = write_layers(run_dir, result)
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    show(layers_table(result))
-    if not result["labelled"] and not no_probes:
-        err_console.print("note: the dataset has no labelled test split: probes skipped")
-    console.print(f"wrote {jpath} and {ppath}")
 
 
 @user_errors

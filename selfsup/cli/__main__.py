@@ -1,0 +1,5 @@
+"""``python -m selfsup.cli`` runs the ``selfsup`` command."""
+
+from selfsup.cli import main
+
+main()
