@@ -208,9 +208,9 @@ class Conv1d(nn.Conv1d):
 
     On short signals oneDNN's bfloat16 convolution backward is slower than its forward pass plus two
     bfloat16 matrix products; :class:`_Conv1dMatmulBackward` computes the same gradients that way
-    (``gradcheck`` in float64 and against nn.Conv1d's bfloat16 path, tests/test_models.py). Measured per layer
-    (forward + backward, batch 128, ``benchmarks/bench_step.py``): 1.5x faster at length 10, 1.15x at 20,
-    even at 40, 1.5x slower at 2048, hence :data:`MATMUL_BACKWARD_MAX_LENGTH`. Everything else (float32,
+    (checked with ``gradcheck`` in float64 and against nn.Conv1d's bfloat16 path). It pays on short
+    signals only, hence :data:`MATMUL_BACKWARD_MAX_LENGTH` (speed: the step benchmark's results page).
+    Everything else (float32,
     float64, CUDA, bias, groups, dilation, other padding modes, longer signals) is ``nn.Conv1d`` itself; the
     state dict is the same.
     """

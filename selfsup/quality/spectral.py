@@ -112,8 +112,33 @@ def _entropy_rank(sigma: torch.Tensor, eps: float) -> float:
 def _gram_error_estimate(lam: torch.Tensor, length: int, eps: float) -> float:
     """Estimated bound on the relative error of RankMe computed from the Gram eigenvalues ``lam``.
 
-    See :func:`rankme` for the derivation. ``lam``: descending, clamped float64 eigenvalues of the
-    m x m Gram matrix; ``length``: the summation length max(N, K) of its entries.
+    ``lam``: descending, clamped float64 eigenvalues of the m x m Gram matrix; ``length``: the summation
+    length max(N, K) of its entries.
+
+    With m = min(N, K) and L = max(N, K), the Gram path costs
+    L m^2 flops (BLAS syrk) + O(m^3) against about 2 L m^2 + O(m^3), at lower BLAS efficiency, for the
+    SVD. It loses accuracy on small singular values, because it squares them. ``"auto"`` uses the SVD when
+
+    1. L < 2 m (no speed-up to be had), or
+    2. the following a-posteriori error estimate, computed from the Gram spectrum itself, exceeds rtol
+       (u = 2^-53 is the float64 unit roundoff, lambda_hat the computed Gram eigenvalues):
+
+       - eigenvalue error
+         ``|lambda_hat_k - lambda_k| <= delta_k = u (sqrt(m) lambda_max + sqrt(L) lambda_k)``.
+         The first term is the backward error of the symmetric eigensolver, ||E|| <= p(m) u ||G||, with
+         the realistic growth p(m) = sqrt(m) instead of the worst-case O(m); the second is the summation
+         error of the Gram entries (random-rounding model: sqrt(L) u, relative).
+       - singular-value error ``dsigma_k = min(sqrt(delta_k), delta_k / sigma_hat_k)``, exact since
+         ``|sqrt(a) - sqrt(b)| = |a - b| / (sqrt(a) + sqrt(b))``.
+       - with S = sum sigma_hat and dS = sum dsigma, the error of sigma_k / S is at most
+         ``dq_k = (dsigma_k + (sigma_hat_k / S) dS) / (S - dS)``.
+       - entropy, to first order, ``|dH| <= sum_k |log p_k + 1| dq_k``; the relative RankMe error is
+         at most ``exp(|dH|) - 1``.
+
+    The estimate is not a worst-case proof (the worst-case eigensolver constant is O(m), not sqrt(m)),
+    but it adds all errors with aligned signs; in the tests and the benchmark the observed error of the
+    Gram path is two or more orders of magnitude below it. Pass ``method="svd"`` for the reference
+    computation; :func:`rankme_info` tells which method ran and its error estimate.
     """
     m = lam.numel()
     lam_max = float(lam[0])
@@ -235,30 +260,9 @@ def rankme(z, eps: float = 1e-7, method: str = "auto", rtol: float = DEFAULT_RTO
             else the SVD.
         rtol: tolerance on the Gram path's estimated relative RankMe error for ``method="auto"``.
 
-    The fast path and its fallback rule. With m = min(N, K) and L = max(N, K), the Gram path costs
-    L m^2 flops (BLAS syrk) + O(m^3) against about 2 L m^2 + O(m^3), at lower BLAS efficiency, for the
-    SVD. It loses accuracy on small singular values, because it squares them. ``"auto"`` uses the SVD when
-
-    1. L < 2 m (no speed-up to be had), or
-    2. the following a-posteriori error estimate, computed from the Gram spectrum itself, exceeds rtol
-       (u = 2^-53 is the float64 unit roundoff, lambda_hat the computed Gram eigenvalues):
-
-       - eigenvalue error
-         ``|lambda_hat_k - lambda_k| <= delta_k = u (sqrt(m) lambda_max + sqrt(L) lambda_k)``.
-         The first term is the backward error of the symmetric eigensolver, ||E|| <= p(m) u ||G||, with
-         the realistic growth p(m) = sqrt(m) instead of the worst-case O(m); the second is the summation
-         error of the Gram entries (random-rounding model: sqrt(L) u, relative).
-       - singular-value error ``dsigma_k = min(sqrt(delta_k), delta_k / sigma_hat_k)``, exact since
-         ``|sqrt(a) - sqrt(b)| = |a - b| / (sqrt(a) + sqrt(b))``.
-       - with S = sum sigma_hat and dS = sum dsigma, the error of sigma_k / S is at most
-         ``dq_k = (dsigma_k + (sigma_hat_k / S) dS) / (S - dS)``.
-       - entropy, to first order, ``|dH| <= sum_k |log p_k + 1| dq_k``; the relative RankMe error is
-         at most ``exp(|dH|) - 1``.
-
-    The estimate is not a worst-case proof (the worst-case eigensolver constant is O(m), not sqrt(m)),
-    but it adds all errors with aligned signs; in the tests and the benchmark the observed error of the
-    Gram path is two or more orders of magnitude below it. Pass ``method="svd"`` for the reference
-    computation; :func:`rankme_info` tells which method ran and its error estimate.
+    ``"auto"`` takes the SVD when max(N, K) < 2 min(N, K) (the Gram path gains nothing) or when the Gram
+    path's a-posteriori error estimate (:func:`_gram_error_estimate`) exceeds ``rtol``;
+    :func:`rankme_info` tells which method ran and its estimate.
 
     Returns:
         The RankMe score as a Python float (0.0 for an all-zero matrix, whose rank is 0).

@@ -15,7 +15,7 @@ per sample and applied in a handful of vectorised tensor operations (no Python l
   per-sample probability.
 
 ``backend="kornia"`` builds the same recipe from ``kornia.augmentation`` instead (same per-sample
-randomness, slower on CPU; kept as a reference implementation; see ``benchmarks/bench_views.py``).
+randomness, slower on CPU; kept as a reference implementation; speed: the views benchmark's results page).
 
 Colour operations need RGB: for images with a channel count other than 3, saturation, hue and grayscale
 are skipped; brightness and contrast, which are intensity operations, are kept.
