@@ -2,7 +2,7 @@
 
 Convention: ``q = (w, x, y, z)`` (scalar first), Hamilton product, active rotations of column vectors
 (``v' = R(q) v``), and ``q`` and ``-q`` the same rotation; :func:`canonical` picks ``w >= 0``.
-Checked against ``scipy.spatial.transform.Rotation`` (scalar last) in ``tests/test_rotations.py``.
+Checked against ``scipy.spatial.transform.Rotation`` (scalar last) in ``tests/methods/test_sie.py``.
 
 The objects3d generator records the quaternion that maps an object's frame to the camera's, and the
 transformation-aware views give the relative rotation ``r = q2 q1^-1`` (so ``q2 = r q1``, in the camera

@@ -1,6 +1,6 @@
-"""One process of a test job (tests/test_distributed.py): the ``selfsup`` command, with the test's probes.
+"""One process of a test job (tests/train/test_distributed.py): the ``selfsup`` command, with the test's probes.
 
-    [torchrun ...] tests/ddp_worker.py RECORD_DIR SELFSUP-ARGS...
+    [torchrun ...] tests/train/ddp_worker.py RECORD_DIR SELFSUP-ARGS...
 
 Writes the loss of every training step of this process to ``RECORD_DIR/losses-rank<R>-attempt<A>.json``
 when it exits. Faults the tests inject, by environment (these hooks live here, not in the library):

@@ -387,7 +387,7 @@ def test_presets_train_a_few_steps_on_their_layout(tmp_path, monkeypatch, preset
     real layout; only the length and the batch are cut."""
     write(tmp_path)
     monkeypatch.chdir(tmp_path)
-    config = Path(__file__).parents[1] / "configs" / f"{preset}.yaml"
+    config = Path(__file__).parents[2] / "configs" / f"{preset}.yaml"
     args = ["train", "--quiet", "--config", str(config), f"data.dataset={spec}:{tmp_path}"]
     args += ["train.epochs=1", "train.batch_size=4", "train.name=r", "data.stream=true", "data.workers=1"]
     res = CliRunner().invoke(app, args)

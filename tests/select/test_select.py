@@ -23,7 +23,7 @@ from selfsup.select.summary import summarize
 from selfsup.select.worker import resolve_layer
 
 runner = CliRunner()
-SWEEPS = sorted((Path(__file__).parent.parent / "configs" / "sweeps").glob("*.yaml"))
+SWEEPS = sorted((Path(__file__).parents[2] / "configs" / "sweeps").glob("*.yaml"))
 BASE = {
     "data": {"dataset": "digits", "monitor_size": 256},
     "model": {"backbone": "mlp", "backbone_args": {"hidden": "64-64"}, "projector": "64-64"},
