@@ -21,14 +21,17 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python -m benchmarks.render --check
 	$(BIN)/pytest -q --durations=20
 
 # The unit tests: everything but end-to-end training and process launches (the `slow` mark).
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow" --durations=10
 
+# Every speed benchmark (minutes each), then the tables of docs/results/ from their results.
 bench: $(STAMP)
-	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+	for f in benchmarks/speed/bench_*.py; do $(BIN)/python -m benchmarks.speed.$$(basename $$f .py) || exit 1; done
+	$(BIN)/python -m benchmarks.render
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

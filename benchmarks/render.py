@@ -1,4 +1,4 @@
-"""The tables of ``docs/results/*.md``, generated from ``benchmarks/results/*.json``.
+"""The tables of ``docs/results/*.md`` and the README's headline, generated from the result files.
 
 A results page marks each generated table::
 
@@ -654,6 +654,59 @@ def robustness_size() -> str:
     return _diversity("robustness_objects3d_size.json")
 
 
+# -------------------------------------------------------------------------------------------- headline
+
+
+def headline() -> str:
+    """The README's one table: a figure from each results page, linked to it."""
+    jobs = load("bench_main_job_precision.json")["results"]["jobs"]
+    fp32, bf16 = jobs["main-fp32"], jobs["main-bf16"]
+    methods = load("methods_table.json")["results"]["rows"]
+    best = max(methods, key=lambda r: r["linear_acc"])
+    sel = load("selection/full/summary.json")["results"]
+    pde = load("pde_ssl.json")["results"]["headline"]["kdv"]
+    sie_ = load("sie_objects3d.json")["results"]["methods"]
+    rob = load("robustness_objects3d_pose.json")["results"]["runs"]["vicreg"]
+    p0 = statistics.fmean(r["varied"] for r in rob["p=0.0 (all classes)"].values())
+    p1 = statistics.fmean(r["varied"] for r in rob["p=1.0 (all classes)"].values())
+    r2 = {m: sie_[m]["summary"]["rotation_r2"]["mean"] for m in ("sie", "vicreg")}
+    ic = {k: statistics.fmean(pde[f"{k}_ic_nmse"]) for k in ("ssl", "supervised")}
+    rows = [
+        [
+            "[speed](docs/results/speed.md)",
+            "the main job on 2 CPU cores (VICReg, MNIST-1D, 3 seeds)",
+            f"{pct(fp32['linear_acc_mean'])} linear probe in {fp32['wall_s_mean']:.0f} s (float32 steps), "
+            f"{pct(bf16['linear_acc_mean'])} in {bf16['wall_s_mean']:.0f} s (bfloat16)",
+        ],
+        [
+            "[methods](docs/results/methods.md)",
+            f"{len(methods)} methods, 10 epochs each, linear probe",
+            f"best {best['method']} {pct(best['linear_acc'])}",
+        ],
+        [
+            "[selection](docs/results/selection.md)",
+            f"{len(sel['sweeps'])} sweeps: RankMe's pick among safe runs",
+            f"{sel['mean_gap_points']['rankme_safe']:.2f} points below the labelled oracle on average",
+        ],
+        [
+            "[PDE](docs/results/pde.md)",
+            "KdV initial condition from SSL + ridge vs supervised (NMSE)",
+            f"{ic['ssl']:.3f} vs {ic['supervised']:.3f}",
+        ],
+        [
+            "[SIE](docs/results/sie.md)",
+            "objects3d: relative rotation R^2, SIE vs VICReg",
+            f"{r2['sie']:.2f} vs {r2['vicreg']:.2f}",
+        ],
+        [
+            "[robustness](docs/results/robustness.md)",
+            "VICReg on pose-varied renders, trained without / with pose",
+            f"{100 * p0:.0f} % / {100 * p1:.0f} %",
+        ],
+    ]
+    return table(["results", "what", "measured"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     f.__name__.replace("_", "-"): f
     for f in (
@@ -685,6 +738,7 @@ TABLES: dict[str, Callable[[], str]] = {
         robustness_main,
         robustness_pose,
         robustness_size,
+        headline,
     )
 }
 
@@ -713,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is stale")
     args = ap.parse_args(argv)
     stale, used = [], set()
-    for path in sorted(PAGES.glob("*.md")):
+    for path in [ROOT / "README.md", *sorted(PAGES.glob("*.md"))]:
         text = path.read_text()
         used |= {m.group(2) for m in MARKER.finditer(text)}
         fresh, changed = render_page(text, path.name)

@@ -101,8 +101,9 @@ def _off_diagonal_sq(x: torch.Tensor) -> torch.Tensor:
     squared norms, so with fewer samples than dimensions (the usual case: batch 128-256, projector
     1024-8192) an N x N product replaces the official code's K x K covariance. The difference of the two sums
     cancels when a few columns hold most of the variance, so it is formed in float64 (N^2 K flops, still
-    fewer than the K^2 N of the covariance; tests/criteria/test_criteria.py checks a decorrelated batch and a dominant
-    column against float64). With N >= K the off-diagonal entries are summed directly, as the official code.
+    fewer than the K^2 N of the covariance; tests/criteria/test_criteria.py checks a decorrelated batch and a
+    dominant column against float64). With N >= K the off-diagonal entries are summed directly, as the
+    official code.
     """
     n, k = x.shape
     if n >= k:

@@ -1,10 +1,11 @@
-"""Label-free model selection: Optuna sweeps scored by RankMe, selection rules, layer-wise evaluation.
+"""Label-free model selection: Optuna sweeps scored by RankMe, selection rules, epoch selection.
 
 ``selfsup sweep --config SWEEP.yaml`` runs a sweep (:func:`run_sweep`), ``selfsup sweep summary DIR``
-summarises one (:func:`sweep_summary`), ``selfsup layers RUN_DIR`` evaluates every layer of a run
-(:func:`evaluate_layers`). The schema of a sweep file is in :mod:`selfsup.select.spec`, the bookkeeping
-that makes a killed sweep resume exactly in :mod:`selfsup.select.study`, the selection rules in
-:mod:`selfsup.select.selection`. Optuna and torch are imported lazily.
+summarises one (:func:`sweep_summary`), ``selfsup select-epoch RUN_DIR`` picks the epoch to keep
+(:mod:`selfsup.select.epochs`); every layer of a run is scored by :mod:`selfsup.evaluate.layers`. The
+schema of a sweep file is in :mod:`selfsup.select.spec`, the bookkeeping that makes a killed sweep resume
+exactly in :mod:`selfsup.select.study`, the selection rules in :mod:`selfsup.select.selection`. Optuna and
+torch are imported lazily.
 """
 
 from selfsup.select.selection import (
@@ -30,16 +31,9 @@ def sweep_summary(*args, **kwargs):
     return _summary(*args, **kwargs)
 
 
-def evaluate_layers(*args, **kwargs):
-    from selfsup.evaluate.layers import evaluate_layers as _evaluate
-
-    return _evaluate(*args, **kwargs)
-
-
 __all__ = [
     "Sweep",
     "SweepSpec",
-    "evaluate_layers",
     "load_sweep",
     "oracle_gap",
     "pick_highest",

@@ -1,5 +1,6 @@
-"""Evaluation of a model on frozen features: embeddings of named layers, the label-free monitor, the
-final summary (quality report per layer, probes on the test split)."""
+"""What :func:`selfsup.train.fit` measures on frozen features: embeddings of named layers, the per-epoch
+label-free monitor (and the method's own metrics), the final summary (quality report per layer, probes on
+the test split)."""
 
 from __future__ import annotations
 

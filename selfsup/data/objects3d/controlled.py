@@ -7,7 +7,8 @@ generator parameters, hence the same shapes) with every factor at its canonical 
 (:data:`~selfsup.data.objects3d.generate.CANONICAL_FACTORS`: the 3/4 pose, centred, scale 1, orange object
 on a light-blue background, light along the view axis), except, optionally, one factor drawn from its
 :data:`VARIED` range. The factors of an image come from per-factor random streams, so a factor's set differs
-from the canonical set in that factor only (``tests/evaluate/test_robustness.py`` checks the recorded factors).
+from the canonical set in that factor only (checked on the recorded factors in
+``tests/evaluate/test_robustness.py``).
 """
 
 from __future__ import annotations
