@@ -24,7 +24,9 @@ SCHEMA = ("date", "machine", "git_rev", "command", "results")
 
 
 def sh(cmd: list[str], **kwargs) -> float:
-    """Run ``cmd`` from the repository root (failing loudly); return its wall time in seconds."""
+    """Run ``cmd`` from the repository root, echoed as ``+ cmd`` (failing loudly); return its wall time in
+    seconds."""
+    print("+", shlex.join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, **kwargs)
     return time.perf_counter() - t0

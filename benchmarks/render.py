@@ -374,12 +374,12 @@ def lejepa_correlations() -> str:
     rows = []
     for key, label in names.items():
         lin, knn = res[f"{key}/linear_acc"], res[f"{key}/knn_acc"]
-        sign = -1 if label.startswith("-") else 1  # a loss ranks like accuracy when it is low
+        # the stored correlations are already signed so that + ranks like accuracy (a loss's is of -loss)
         rows.append(
             [
                 label,
-                f"{sign * lin['spearman_rho']:+.2f} (p {lin['spearman_p']:.2f})",
-                f"{sign * knn['spearman_rho']:+.2f}",
+                f"{lin['spearman_rho']:+.2f} (p {lin['spearman_p']:.2f})",
+                f"{knn['spearman_rho']:+.2f}",
             ]
         )
     heads = ["label-free score (sign: + ranks like accuracy)", "Spearman vs linear probe", "Spearman vs kNN"]

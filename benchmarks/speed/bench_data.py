@@ -19,17 +19,14 @@ between the pipelines; the medians are reported. ``--device cuda`` times the sel
 and the in-memory figure that ``data.stream=auto`` would take for the small one.
 
 Writes ``benchmarks/results/bench_data.json`` (or ``bench_data_memory.json``).
-Usage: ``python benchmarks/bench_data.py [--images 2048] [--rounds 3]`` / ``python benchmarks/bench_data.py
---memory``.
+Usage: ``python -m benchmarks.speed.bench_data [--images 2048] [--rounds 3]`` /
+``python -m benchmarks.speed.bench_data --memory``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,6 +41,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
+from benchmarks._common import machine_info, write_result
 from selfsup.data import load_dataset
 from selfsup.data.stream import EpochBatches, Feed
 from selfsup.views import build_view_set
@@ -51,7 +49,6 @@ from selfsup.views import build_view_set
 BATCH = 256
 WORKERS = 2
 TARGET = 2.0
-RESULTS = Path(__file__).parent / "results"
 
 
 def make_folder(root: Path, n: int, side: int, classes: int = 10, labelled: bool = True) -> Path:
@@ -141,17 +138,6 @@ def throughput(side: int, n: int, rounds: int, device: torch.device, cache: Path
     }
 
 
-def machine() -> dict:
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-
-
 def tree_pss_mb(pid: int) -> float:
     """Proportional set size of a process and its descendants (shared pages split among them), MiB."""
     total, stack = 0, [pid]
@@ -217,17 +203,16 @@ def memory(cache: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--memory", action="store_true", help="measure peak memory of selfsup train instead")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "selfsup-bench-data")
     args = parser.parse_args()
-    stamp = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
     if args.memory:
-        result = {"benchmark": "bench_data --memory", **stamp, **memory(args.cache)}
-        path = RESULTS / "bench_data_memory.json"
+        result = {"benchmark": "bench_data --memory", **memory(args.cache)}
+        name = "bench_data_memory.json"
     else:
         device = torch.device(args.device)
         sizes = {str(s): throughput(s, args.images, args.rounds, device, args.cache) for s in (32, 96)}
@@ -235,16 +220,15 @@ def main() -> None:
         result = {
             "benchmark": "bench_data",
             "what": "SimCLR view pairs from a JPEG folder, images per second, batch 256, 2 workers",
-            **stamp,
             "device": str(device),
             "sizes": sizes,
             "ratio": ratio,
             "target_ratio": TARGET,
             "meets_target": ratio >= TARGET,
         }
-        path = RESULTS / ("bench_data.json" if device.type == "cpu" else f"bench_data_{device.type}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+        name = "bench_data.json" if device.type == "cpu" else f"bench_data_{device.type}.json"
+    # the peer pipeline's decoding and transforms are torchvision's: its version belongs to the measurement
+    path = write_result(name, result, machine={**machine_info(), "torchvision": torchvision.__version__})
     print(f"-> {path}")
 
 

@@ -10,27 +10,26 @@ On a 2-core CPU there is nothing to gain: two processes share the same two cores
 torchrun sets ``OMP_NUM_THREADS=1``) and add the gradient all-reduce and the embedding gathers, so the
 ratio shows the overhead. On a machine with N GPUs, ``--device cuda --nproc 1 N`` measures the scaling.
 
-    python benchmarks/bench_ddp.py                          # 1 vs 2 processes on the CPU
-    python benchmarks/bench_ddp.py --epochs 28 --rounds 1 --out benchmarks/results/bench_ddp_main_job.json
-    python benchmarks/bench_ddp.py --device cuda --nproc 1 2 4 8 --epochs 6
+    python -m benchmarks.speed.bench_ddp                    # 1 vs 2 processes on the CPU
+    python -m benchmarks.speed.bench_ddp --epochs 28 --rounds 1
+        --out benchmarks/results/bench_ddp_main_job.json
+    python -m benchmarks.speed.bench_ddp --device cuda --nproc 1 2 4 8 --epochs 6
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "results" / "bench_ddp.json"
+from benchmarks._common import ROOT, write_result
+
+OUT = Path("benchmarks/results/bench_ddp.json")
 
 
 def train(nproc: int, args: argparse.Namespace, name: str) -> dict:
@@ -65,14 +64,16 @@ def train(nproc: int, args: argparse.Namespace, name: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--nproc", type=int, nargs="+", default=[1, 2], help="process counts (first: baseline)"
     )
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2, help="alternating repetitions of every count")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=OUT, help="where to write the JSON")
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help="result file (relative: to the repository root)"
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.batch_size=256")
     args = parser.parse_args()
     runs: dict[int, list[dict]] = {n: [] for n in args.nproc}
@@ -92,28 +93,19 @@ def main() -> None:
             "final_loss": xs[-1]["final_loss"],
             "runs": xs,
         }
-    args.out.write_text(
-        json.dumps(
-            {
-                "benchmark": "bench_ddp",
-                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "baseline": f"{args.nproc[0]} process(es), same command, alternating",
-                "config": {"epochs": args.epochs, "device": args.device, "overrides": args.overrides},
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": sys.version.split()[0],
-                },
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
+    out = write_result(
+        ROOT / args.out,
+        {
+            "benchmark": "bench_ddp",
+            "baseline": f"{args.nproc[0]} process(es), same command, alternating",
+            "config": {"epochs": args.epochs, "device": args.device, "overrides": args.overrides},
+            "results": results,
+        },
     )
     for n, r in results.items():
         ratio = r["steps_per_s_ratio_vs_baseline"]
         print(f"{n} process(es): {r['steps_per_s']} steps/s ({ratio}x), wall {r['wall_s']} s")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

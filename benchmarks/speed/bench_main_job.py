@@ -10,8 +10,8 @@ the monitor or checkpoints), reported against this machine's 2048 x 2048 matmul 
 bfloat16) measured in the same run. ``--baseline REV`` also runs each job from a git worktree of REV (the
 code before a change) in the same session, so the speed-up is a ratio of two runs on the same machine state.
 
-    python benchmarks/bench_main_job.py [--only main main-fp32 main-bf16 long lejepa digits burgers]
-                                        [--seeds 0 1 2] [--baseline REV] [--out FILE]
+    python -m benchmarks.speed.bench_main_job [--only main main-fp32 main-bf16 long lejepa digits burgers]
+                                              [--seeds 0 1 2] [--baseline REV] [--out FILE]
 
 Writes benchmarks/results/bench_main_job.json (or --out: one file per machine); the run directories stay in
 runs/bench/. ``main-bf16`` forces bfloat16 steps (``SELFSUP_AMX=1``), for their accuracy on a CPU without AMX.
@@ -23,17 +23,16 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "bench_main_job.json"
+from benchmarks._common import ROOT, machine_info, read_result, write_result
+
+OUT = Path("benchmarks/results/bench_main_job.json")
 JOBS = {
     "main": {"config": None, "target_s": 100, "target_acc": 0.95},
     # the same without mixed precision: what a CPU without AMX runs (and the accuracy check of bfloat16)
@@ -86,7 +85,11 @@ def run(name: str, job: dict, out_dir: Path, src: Path = ROOT, seed: int | None 
 def step_gflop(job: dict, src: Path = ROOT) -> float:
     """GFLOP of one training step (forward + backward; torch's FLOP counter) of the code in ``src``."""
     if src != ROOT:  # the baseline's own code and presets, in a process of its own
-        code = f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench_main_job as b; "
+        # ROOT goes last on the path, after the baseline (the working directory and PYTHONPATH): selfsup is
+        # the baseline's; the benchmarks package is the baseline's if it has one, else this checkout's
+        code = (
+            f"import sys; sys.path.append({str(ROOT)!r}); from benchmarks.speed import bench_main_job as b; "
+        )
         code += f"print(b.step_gflop({job!r}))"
         env = {**os.environ, "PYTHONPATH": str(src)}
         return float(
@@ -157,16 +160,19 @@ def summarise(job: dict, rows: list[dict], base: dict | None, gflop: float, mm: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=sorted(JOBS), nargs="+", help="jobs to run (default: all)")
     ap.add_argument(
         "--seeds", type=int, nargs="+", default=[0], help=f"seeds of the jobs {', '.join(SEEDED)}"
     )
     ap.add_argument("--baseline", metavar="REV", help="also run each job from this git revision")
-    ap.add_argument("--out", type=Path, default=OUT, help=f"result file (default {OUT.relative_to(ROOT)})")
+    ap.add_argument(
+        "--out", type=Path, default=OUT, help=f"result file (relative: to the repository root; default {OUT})"
+    )
     args = ap.parse_args()
     os.chdir(ROOT)  # the presets' paths are relative to the repository
-    results = json.loads(args.out.read_text()).get("jobs", {}) if args.out.is_file() else {}
+    out = ROOT / args.out
+    results = read_result(out).get("jobs", {}) if out.is_file() else {}
     out_dir = ROOT / "runs" / "bench"  # kept, e.g. for `selfsup layers runs/bench/main-s0`
     mm = matmul_gflops()
     with baseline_tree(args.baseline) as base_src:
@@ -181,24 +187,16 @@ def main() -> None:
                 base["gflop_per_step"] = round(step_gflop(job, base_src), 2)
             results[name] = summarise(job, rows, base, step_gflop(job), mm)
             print(name, json.dumps({k: v for k, v in results[name].items() if k != "runs"}, indent=1))
-            write(args.out, results, mm, args.baseline)  # after every job: a later failure loses nothing
+            write(out, results, mm, args.baseline)  # after every job: a later failure loses nothing
 
 
 def write(out: Path, results: dict, mm: dict, baseline: str | None) -> None:
-    from bench_quality import machine_info
-
+    """The result file; the machine with its AMX support and SELFSUP_AMX, which decide the step precision."""
     from selfsup.train.components import cpu_has_amx
 
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()}
-    machine |= {
-        "cpu": machine_info()["cpu"],
-        "amx": cpu_has_amx(),
-        "SELFSUP_AMX": os.environ.get("SELFSUP_AMX"),
-    }
+    machine = {**machine_info(), "amx": cpu_has_amx(), "SELFSUP_AMX": os.environ.get("SELFSUP_AMX")}
     doc = {"benchmark": "bench_main_job", "jobs": results, "matmul_gflops": mm, "baseline_rev": baseline}
-    doc |= {"date": datetime.now(timezone.utc).isoformat(), "machine": machine}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2))
+    write_result(out, doc, machine=machine)
 
 
 @contextlib.contextmanager

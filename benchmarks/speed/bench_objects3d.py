@@ -7,22 +7,21 @@ Ratios: ``antialias_cost`` = time with 2 x 2 supersampling / time without (4 ray
 at most 4 if the cost were all per ray; less, as the per-image and per-primitive work is shared);
 ``size_64_cost`` = time per 64 x 64 image / time per 32 x 32 image (4 times the rays). Rounds alternate
 between the settings; medians are reported (shared machines: absolute times are noise, ratios the figure).
-Writes ``benchmarks/results/objects3d.json``. Usage: ``python benchmarks/bench_objects3d.py [--rounds 3]``.
+Writes ``benchmarks/results/objects3d.json``.
+Usage: ``python -m benchmarks.speed.bench_objects3d [--rounds 3]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks._common import ROOT, machine_info, write_result
 from selfsup.data.objects3d import generate, make_shapes, render_views, sample_factors
 
 TARGET_S = 120.0
@@ -37,10 +36,15 @@ def time_subset(shapes, factors, image_size: int, supersample: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the subset comparisons")
     parser.add_argument("--subset-instances", type=int, default=5, help="instances per class in the subset")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "objects3d.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results/objects3d.json"),
+        help="result file (relative: to the repository root)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     load_start = os.getloadavg()
@@ -63,16 +67,6 @@ def main() -> None:
     result = {
         "benchmark": "bench_objects3d",
         "what": "objects3d generation (shapes, factors, batched ray casting) on the CPU",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torch_threads": THREADS,
-            "loadavg_start": list(load_start),
-            "loadavg_end": list(os.getloadavg()),
-        },
         "default_set": {
             "images": len(x),
             "image_size": 32,
@@ -86,12 +80,13 @@ def main() -> None:
         "antialias_cost": med["32px_no_supersampling"] / med["32px"],
         "size_64_cost": med["32px"] / med["64px"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    # the load over the whole run: other processes' share of the 2 cores the target is about
+    load = {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
+    out = write_result(ROOT / args.out, result, machine={**machine_info(), **load})
     print(
         f"20k at 32px: {full_s:.1f} s; 32px {med['32px']:.0f} images/s, 64px {med['64px']:.0f} images/s, "
         f"32px without supersampling {med['32px_no_supersampling']:.0f} images/s; antialias cost "
-        f"{result['antialias_cost']:.2f}x, 64px cost {result['size_64_cost']:.2f}x -> {args.out}"
+        f"{result['antialias_cost']:.2f}x, 64px cost {result['size_64_cost']:.2f}x -> {out}"
     )
 
 

@@ -19,16 +19,13 @@ rtol = atol = 1e-10 up to t = 20 (KS is chaotic: over the full horizon any two s
 at 1e-9 included). Threads: torch and BLAS are limited to ``--threads`` (default 1) for both, since a shared
 machine makes multi-threaded small FFTs erratic. Absolute times are noise on shared machines; the ratio is
 the figure. Writes ``benchmarks/results/bench_pde.json``.
-Usage: ``python benchmarks/bench_pde.py [--n-kdv 256] [--n-ks 128] [--radau-kdv 3] [--radau-ks 2]``.
+Usage: ``python -m benchmarks.speed.bench_pde [--n-kdv 256] [--n-ks 128] [--radau-kdv 3] [--radau-ks 2]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -37,6 +34,7 @@ import scipy
 import torch
 from scipy.integrate import solve_ivp
 
+from benchmarks._common import ROOT, machine_info, write_result
 from selfsup.pde import generate, get_equation
 from selfsup.pde.equations import initial_condition
 
@@ -163,14 +161,19 @@ def bench(equation: str, n: int, n_radau: int, n_conv: int, threads: int) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--n-kdv", type=int, default=256)
     parser.add_argument("--n-ks", type=int, default=128)
     parser.add_argument("--radau-kdv", type=int, default=3)
     parser.add_argument("--radau-ks", type=int, default=2)
     parser.add_argument("--n-conv", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_pde.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results/bench_pde.json"),
+        help="result file (relative: to the repository root)",
+    )
     args = parser.parse_args()
 
     try:
@@ -180,19 +183,13 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         limits = None
     torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
     results = {
         "benchmark": "batched ETDRK4 (selfsup.pde.generate) vs scipy Radau one trajectory at a time",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "scipy": scipy.__version__,
         "numpy": np.__version__,
         "threads": {"torch": torch.get_num_threads(), "blas_limited": limits is not None},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "loadavg_start": os.getloadavg(),
-        },
         "target_speedup": TARGET,
     }
     for equation, n, n_radau in (("kdv", args.n_kdv, args.radau_kdv), ("ks", args.n_ks, args.radau_ks)):
@@ -205,13 +202,12 @@ def main() -> None:
                 f"error vs radau {r[mode]['error_vs_radau_1e-9']['max']:.2e}",
                 flush=True,
             )
-    results["machine"]["loadavg_end"] = os.getloadavg()
     results["meets_target"] = {
         m: all(results[e][m]["speedup"] >= TARGET for e in ("kdv", "ks")) for m in MODES
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    # the load at start and end: how much of the machine other processes took during the timings
+    load = {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
+    print(f"wrote {write_result(ROOT / args.out, results, machine={**machine_info(), **load})}")
 
 
 if __name__ == "__main__":

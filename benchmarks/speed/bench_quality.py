@@ -7,23 +7,21 @@ whether the Gram path is accurate enough). Baseline: ``torch.linalg.svdvals(z.do
 the paper's formula. Runs alternate (fast, baseline, fast, ...) so that load from other processes hits
 both; the median of the repeats is reported. Target: >= 5x faster at <= 1e-6 relative error.
 
-Usage: python benchmarks/bench_quality.py [--repeats 3] [--n 25600] [--k 2048 512] [--k64 512] [--out PATH]
-(default PATH: benchmarks/results/bench_quality.json)
+Usage: python -m benchmarks.speed.bench_quality [--repeats 3] [--n 25600] [--k 2048 512] [--k64 512]
+[--out PATH] (default PATH: benchmarks/results/bench_quality.json)
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks._common import ROOT, machine_info, write_result
 from selfsup.quality import rankme_info
 
 EPS = 1e-7
@@ -53,24 +51,11 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
-def machine_info() -> dict:
-    info = {
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": platform.processor() or None,
-    }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+def blas_machine() -> dict:
+    """The machine, with what the timings depend on besides it: the cores this process may use and the
+    BLAS / OpenMP libraries with their thread counts (threadpoolctl, when installed)."""
+    info = {**machine_info()}
+    info["cpu_affinity"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     try:
         from threadpoolctl import threadpool_info
 
@@ -117,7 +102,7 @@ def run_case(n: int, k: int, dtype: torch.dtype, repeats: int, decay: float = 1.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=25_600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -126,7 +111,12 @@ def main() -> None:
     parser.add_argument(
         "--k64", type=int, nargs="*", default=[512], help="embedding sizes also run in float64"
     )
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_quality.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results/bench_quality.json"),
+        help="result file (relative: to the repository root)",
+    )
     args = parser.parse_args()
     cases = [(k, torch.float32) for k in args.k] + [(k, torch.float64) for k in args.k64]
     if any(args.n < k for k, _ in cases):
@@ -148,18 +138,13 @@ def main() -> None:
         )
     report = {
         "benchmark": "rankme fast path (selfsup.quality.rankme, method=auto) vs torch.linalg.svdvals float64",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "total_s": time.perf_counter() - t0,
         "target": {"ratio": TARGET_RATIO, "rel_error": TARGET_REL_ERROR},
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {write_result(ROOT / args.out, report, machine=blas_machine())}")
 
 
 if __name__ == "__main__":

@@ -8,29 +8,25 @@ job's own shapes (batch 128, two views, conv1d width 64, projector 1024-1024):
 - the whole step: float32, bfloat16 autocast with oneDNN's convolution backward, and with :class:`Conv1d`'s;
 - one convolution layer, forward + backward under bfloat16: ``Conv1d``'s backward vs oneDNN's, per length.
 
-    python benchmarks/bench_step.py          # writes benchmarks/results/bench_step.json
+    python -m benchmarks.speed.bench_step          # writes benchmarks/results/bench_step.json
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
+from benchmarks._common import write_result
 from selfsup import config as C
 from selfsup.criteria import vicreg_loss
 from selfsup.criteria._common import off_diagonal  # the official code's flatten/view trick
 from selfsup.models import backbones
 from selfsup.train.components import build
 from selfsup.train.optim import build_optimizer
-
-OUT = Path(__file__).resolve().parent / "results" / "bench_step.json"
 
 
 def paired(fns: dict, rounds: int = 5, n: int = 20) -> dict[str, float]:
@@ -120,17 +116,14 @@ def conv_layers() -> dict:
 
 
 def main() -> None:
+    argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0]
+    ).parse_args()
     torch.manual_seed(0)
     c = build(C.from_dict({"train": {"device": "cpu"}}))
     result = {"benchmark": "bench_step", **loss_and_optimizer(c), **whole_step(c), **conv_layers()}
-    result["date"] = datetime.now(timezone.utc).isoformat()
-    result["machine"] = {
-        "cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
     print(json.dumps(result, indent=1))
-    OUT.write_text(json.dumps(result, indent=2))
+    write_result("bench_step.json", result)
 
 
 if __name__ == "__main__":

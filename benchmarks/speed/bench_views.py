@@ -12,16 +12,12 @@ grayscale p = 0.2 (no blur: SimCLR's CIFAR setting).
 
 Rounds alternate between the pipelines (machines are shared; absolute times are noise, the ratio is the
 figure); the medians over rounds are reported. Writes ``benchmarks/results/bench_views.json``.
-Usage: ``python benchmarks/bench_views.py [--views 4096] [--rounds 3]``.
+Usage: ``python -m benchmarks.speed.bench_views [--views 4096] [--rounds 3]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +28,7 @@ import torchvision
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from benchmarks._common import ROOT, write_result
 from selfsup.views import build_views
 
 BATCH = 256
@@ -94,10 +91,15 @@ def time_batched(views, images: torch.Tensor, n_views: int, threads: int) -> flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--views", type=int, default=4096, help="views timed per pipeline and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_views.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results/bench_views.json"),
+        help="result file (relative: to the repository root)",
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -139,13 +141,6 @@ def main() -> None:
     result = {
         "benchmark": "bench_views",
         "what": "SimCLR views of 32x32 RGB (uint8 -> float32), views per second",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch_default_threads": default_threads,
-        },
         "versions": {
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,
@@ -164,12 +159,11 @@ def main() -> None:
         "target_ratio": TARGET,
         "meets_target": ratio >= TARGET,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result(ROOT / args.out, result)  # the machine's torch_threads: the default thread count
     print(
         f"batched {med(batched[best_threads]):.0f} views/s ({best_threads} thread(s)) vs "
         f"torchvision+DataLoader {med(baseline):.0f} views/s: ratio {ratio:.1f}x (target {TARGET:.0f}x); "
-        f"stock kornia {max(med(v) for v in kornia_stock.values()):.0f} views/s. -> {args.out}"
+        f"stock kornia {max(med(v) for v in kornia_stock.values()):.0f} views/s. -> {out}"
     )
 
 

@@ -7,7 +7,7 @@ Stages, in order; each writes its part of the JSON as it finishes, so a stop los
 - ``main``: the main job, ``selfsup train train.device=cuda`` (bfloat16 steps): time, accuracy, memory.
 - ``stream``: SimCLR view pairs from a 96 px JPEG folder, images/s: selfsup's streaming loader (workers
   decode to uint8, pinned memory, views drawn on the GPU) against the peer pipeline decoding and
-  augmenting on the CPU (``benchmarks/bench_data.py``'s measurement).
+  augmenting on the CPU (``benchmarks.speed.bench_data``'s measurement).
 - ``nccl``: a 1-process ``torchrun`` job on the NCCL backend: the main job's model in DistributedDataParallel
   with the criterion gathering over processes (``gather_distributed``), a few bfloat16 training steps.
 - ``pde``: the KdV preset at 10x its CPU budget (100 epochs, solver 10,000 steps), then ``pde evaluate``.
@@ -16,7 +16,7 @@ Nothing falls back to the CPU: every stage names ``cuda`` and fails when it is m
 every stage's set-up without a GPU (configs resolve, modules import, and the nccl stage's torchrun job
 runs 2 steps on the CPU with gloo); the test suite runs it.
 
-    python benchmarks/gpu_check.py [--only preflight main stream nccl pde] [--dry-run] [--out FILE]
+    python -m benchmarks.speed.gpu_check [--only preflight main stream nccl pde] [--dry-run] [--out FILE]
 
 Writes benchmarks/results/gpu_check.json (or --out).
 """
@@ -27,16 +27,15 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "gpu_check.json"
+from benchmarks._common import ROOT, machine_info, write_result
+
+OUT = Path("benchmarks/results/gpu_check.json")
 STAGES = ("preflight", "main", "stream", "nccl", "pde")
 SELFSUP = [sys.executable, "-m", "selfsup.cli"]
 MAIN = ["train.device=cuda"]
@@ -88,9 +87,9 @@ def main_job(dry: bool, runs: Path) -> dict:
 
 
 def stream(dry: bool, runs: Path) -> dict:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import bench_data
     import torch
+
+    from benchmarks.speed import bench_data
 
     if dry:
         return {"what": "bench_data.throughput(96 px, 2048 images, 2 rounds, cuda)"}
@@ -101,7 +100,7 @@ def stream(dry: bool, runs: Path) -> dict:
 def nccl(dry: bool, runs: Path) -> dict:
     """The worker under torchrun; ``dry``: the same job on the CPU with gloo, 2 steps."""
     out = runs / "nccl.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", __file__]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "-m", __spec__.name]
     cmd += ["--nccl-worker", str(out), *(["--dry-run"] if dry else [])]
     subprocess.run(cmd, check=True, cwd=ROOT)
     return json.loads(out.read_text())
@@ -176,17 +175,17 @@ def _train(overrides: list[str], runs: Path, name: str) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", choices=STAGES, help="stages to run (default: all, in order)")
     ap.add_argument("--dry-run", action="store_true", help="check every stage's set-up; needs no GPU")
-    ap.add_argument("--out", type=Path, default=OUT, help="result file")
+    ap.add_argument("--out", type=Path, default=OUT, help="result file (relative: to the repository root)")
     ap.add_argument("--nccl-worker", type=Path, help=argparse.SUPPRESS)  # the nccl stage's torchrun process
     args = ap.parse_args()
     if args.nccl_worker:
         return nccl_worker(args.nccl_worker, args.dry_run)
     stages = {"preflight": preflight, "main": main_job, "stream": stream, "nccl": nccl, "pde": pde}
-    doc = {"benchmark": "gpu_check", "date": datetime.now(timezone.utc).isoformat(), "dry_run": args.dry_run}
-    doc |= {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "stages": {}}
+    doc = {"benchmark": "gpu_check", "dry_run": args.dry_run, "stages": {}}
+    out, machine = ROOT / args.out, machine_info()
     runs = Path(tempfile.mkdtemp(prefix="selfsup-gpu-check-"))
     for name in args.only or STAGES:
         t0 = time.perf_counter()
@@ -196,9 +195,8 @@ def main() -> None:
         doc["stages"][name] = (fn(args.dry_run) if name == "preflight" else fn(args.dry_run, runs)) | {
             "wall_s": round(time.perf_counter() - t0, 1)
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")  # after every stage
-    print(f"-> {args.out}")
+        write_result(out, doc, machine=machine)  # after every stage
+    print(f"-> {out}")
 
 
 if __name__ == "__main__":

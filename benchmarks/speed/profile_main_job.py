@@ -4,30 +4,25 @@ The library's phase functions are wrapped with timers from outside (nothing in s
 script), then the same code path as `selfsup train` runs in this process. Training steps are the epochs'
 time minus the monitor; "other" is what no timer covers (rich output, process exit is not counted).
 
-    python benchmarks/profile_main_job.py [--label NAME] [overrides ...]        # e.g. train.epochs=4
-    PYTHONPATH=OLD_CHECKOUT python benchmarks/profile_main_job.py --label before   # older code, same script
+    python -m benchmarks.speed.profile_main_job [--label NAME] [overrides ...]     # e.g. train.epochs=4
+    python -m benchmarks.speed.profile_main_job --label before --code OLD_CHECKOUT  # older code, same script
 
 Writes benchmarks/results/profile_main_job[-NAME].json (phase -> seconds, calls) and prints the table.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
-import json
-import os
-import platform
 import shutil
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks._common import ROOT, write_result
+
 T_START = time.perf_counter()
-ROOT = Path(__file__).resolve().parent.parent
-LABEL = sys.argv.pop(2) if sys.argv[1:2] == ["--label"] else None
-OVERRIDES = sys.argv[2:] if LABEL else sys.argv[1:]
-OUT = ROOT / "benchmarks" / "results" / f"profile_main_job{'-' + LABEL if LABEL else ''}.json"
 PHASES: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
 
 
@@ -48,6 +43,17 @@ def timed(module, name: str, phase: str) -> None:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    ap.add_argument("--label", help="result file profile_main_job-LABEL.json, run directory profile-LABEL")
+    ap.add_argument(
+        "--code",
+        type=Path,
+        help="profile the selfsup package of this checkout (older code) instead of this one",
+    )
+    ap.add_argument("overrides", nargs="*", help="config overrides, e.g. train.epochs=4")
+    args = ap.parse_args()
+    if args.code is not None:  # ahead of this checkout, which `python -m` puts first on the path
+        sys.path.insert(0, str(args.code.resolve()))
     import torch  # noqa: F401  (import time is its own phase)
 
     import selfsup
@@ -69,8 +75,9 @@ def main() -> None:
     timed(evaluate, "quality_report", "  of which: quality reports (monitor and final)")
     timed(evaluate, "linear_probe", "  of which: final linear probe (L-BFGS)")
     timed(evaluate, "knn_probe", "  of which: final kNN probe")
-    cfg = C.resolve(None, OVERRIDES + ["train.out_dir=runs/bench", f"train.name=profile-{LABEL or 'now'}"])
-    shutil.rmtree(ROOT / "runs" / "bench" / f"profile-{LABEL or 'now'}", ignore_errors=True)
+    name = f"profile-{args.label or 'now'}"
+    cfg = C.resolve(None, [*args.overrides, "train.out_dir=runs/bench", f"train.name={name}"])
+    shutil.rmtree(ROOT / "runs" / "bench" / name, ignore_errors=True)
     t0 = time.perf_counter()
     summary = loop.fit(cfg, progress=False)
     PHASES["fit (total)"] = [time.perf_counter() - t0, 1]
@@ -83,22 +90,16 @@ def main() -> None:
     for k, v in rows.items():
         print(f"{k:<48}{v['seconds']:>8.2f}{v['calls']:>7}")
     print(f"{'wall (this process)':<48}{wall:>8.2f}")
-    OUT.write_text(
-        json.dumps(
-            {
-                "benchmark": "profile_main_job",
-                "overrides": OVERRIDES,
-                "code": str(Path(selfsup.__file__).resolve().parent.parent),
-                "wall_s": round(wall, 2),
-                "linear_acc": summary.get("linear_acc"),
-                "phases": rows,
-                "note": "'of which' rows are parts of the rows above them (monitor or fit), not extra time",
-                "date": datetime.now(timezone.utc).isoformat(),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-            },
-            indent=2,
-        )
-    )
+    result = {
+        "benchmark": "profile_main_job",
+        "overrides": args.overrides,
+        "code": str(Path(selfsup.__file__).resolve().parent.parent),
+        "wall_s": round(wall, 2),
+        "linear_acc": summary.get("linear_acc"),
+        "phases": rows,
+        "note": "'of which' rows are parts of the rows above them (monitor or fit), not extra time",
+    }
+    write_result(f"profile_main_job{'-' + args.label if args.label else ''}.json", result)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ Spearman (and Kendall) correlation with the linear-probe and kNN accuracies of
 * RankMe of the backbone output (higher is better, Garrido et al. 2023).
 
     selfsup sweep --config configs/sweeps/lejepa-study-mnist1d.yaml
-    python benchmarks/lejepa_loss_vs_rankme.py sweeps/lejepa-study-mnist1d
+    python -m benchmarks.studies.lejepa_loss_vs_rankme sweeps/lejepa-study-mnist1d
 
-Writes benchmarks/results/lejepa_loss_vs_rankme.json (or --out) and prints a Markdown table.
+Writes benchmarks/results/lejepa_loss_vs_rankme.json (or --out); the table: ``python -m benchmarks.render``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 import yaml
 from scipy import stats
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "lejepa_loss_vs_rankme.json"
+from benchmarks._common import ROOT, write_result
+
+OUT = Path("benchmarks/results/lejepa_loss_vs_rankme.json")
 #: label-free score -> sign that makes "higher = predicted better"
 SCORES = {"lejepa_loss": -1, "lejepa_prediction": -1, "lejepa_sigreg": -1, "rankme_backbone": 1}
 ACCURACIES = ("linear_acc", "knn_acc")
@@ -67,9 +68,11 @@ def correlations(rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help="result file (relative: to the repository root)"
+    )
     args = parser.parse_args()
     rows = load_trials(args.sweep_dir)
     if len(rows) < 3:
@@ -77,17 +80,16 @@ def main() -> None:
     distinct = len({json.dumps(r["config"], sort_keys=True) for r in rows})
     result = {"sweep_dir": str(args.sweep_dir), "n_trials": len(rows), "distinct_configs": distinct}
     result.update(correlations=correlations(rows), trials=rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"{len(rows)} trials ({distinct} distinct configurations); + means the score ranks like accuracy")
-    print("| score | Spearman vs linear probe | Spearman vs kNN |\n|---|---|---|")
-    c = result["correlations"]
-    for score, sign in SCORES.items():
-        lin, knn = c[f"{score}/linear_acc"], c[f"{score}/knn_acc"]
-        name = score if sign > 0 else f"-{score}"
-        p = f"{lin['spearman_rho']:+.3f} (p {lin['spearman_p']:.2g})"
-        print(f"| {name} | {p} | {knn['spearman_rho']:+.3f} |")
-    print(f"wrote {args.out}")
+    out = write_result(ROOT / args.out, result)
+    rho = {
+        s: result["correlations"][f"{s}/linear_acc"]["spearman_rho"]
+        for s in ("lejepa_loss", "rankme_backbone")
+    }
+    print(
+        f"{len(rows)} trials ({distinct} distinct configurations): Spearman vs linear probe, "
+        f"-lejepa_loss {rho['lejepa_loss']:+.3f}, rankme_backbone {rho['rankme_backbone']:+.3f} -> {out}"
+    )
+    print("tables: python -m benchmarks.render")
 
 
 if __name__ == "__main__":

@@ -3,32 +3,28 @@
 Also measures a randomly initialised backbone (same architecture, no training) as the baseline every
 method must beat, and checks for collapse (RankMe of the backbone well above the random network's).
 
-    python benchmarks/methods_table.py [--epochs 15] [--methods vicreg simclr ...] [--out FILE]
+    python -m benchmarks.studies.methods_table [--epochs 15] [--methods vicreg simclr ...] [--out FILE]
 
-Writes benchmarks/results/methods_table.json (or --out) and prints a Markdown table for the README.
+Writes benchmarks/results/methods_table.json (or --out); the table: ``python -m benchmarks.render``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
+from benchmarks._common import ROOT, write_result
 from selfsup import config as C
 from selfsup.methods import METHODS
 from selfsup.quality import rankme
 from selfsup.train import build, embed, fit, probe_run
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "methods_table.json"
+OUT = Path("benchmarks/results/methods_table.json")
 
 
 def preset(name: str) -> Path:
@@ -45,10 +41,10 @@ def random_init_baseline(cfg: C.RunConfig) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--methods", nargs="*", default=sorted(METHODS))
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, default=OUT, help="result file (relative: to the repository root)")
     args = ap.parse_args()
     console = Console()
     rows = []
@@ -84,29 +80,16 @@ def main() -> None:
         "benchmark": "methods_table",
         "dataset": "mnist1d",
         "epochs": args.epochs,
-        "command": " ".join(["python benchmarks/methods_table.py", *sys.argv[1:]]),
         "random_init": rand,
         "rows": rows,
-        "date": datetime.now(timezone.utc).isoformat(),
-        "machine": {
-            "cpus": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print("| method | linear probe | kNN (k=20) | RankMe (backbone) | time |")
-    print("|---|---|---|---|---|")
+    out = write_result(ROOT / args.out, result)
+    best = max(rows, key=lambda r: r["linear_acc"])
     print(
-        f"| random init | {100 * rand['linear_acc']:.1f} % | {100 * rand['knn_acc']:.1f} % | "
-        f"{rand['rankme_backbone']:.1f} | - |"
+        f"{len(rows)} methods, {args.epochs} epochs: best linear probe {best['method']} "
+        f"{100 * best['linear_acc']:.1f} % (random init {100 * rand['linear_acc']:.1f} %) -> {out}"
     )
-    for r in rows:
-        print(
-            f"| {r['method']} | {100 * r['linear_acc']:.1f} % | {100 * r['knn_acc']:.1f} % | "
-            f"{r['rankme_backbone']:.1f} | {r['seconds']:.0f} s |"
-        )
+    print("tables: python -m benchmarks.render")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ architecture; KdV/KS: the initial condition's mode amplitudes, L and T; Burgers:
 of a time-stepper given the grid, without a code (baseline), with the SSL representation, with the true
 coefficients (oracle) and with a random code (Mialon, Garrido et al., NeurIPS 2023, arXiv 2307.05432).
 
-    python benchmarks/pde_ssl_study.py [--only kdv] [--seeds 0 1 2] [--solver-steps 300 1000 3000]
+    python -m benchmarks.studies.pde_ssl_study [--only kdv] [--seeds 0 1 2] [--solver-steps 300 1000 3000]
         [--solver small|lpsda] [--skip-train]
-    python benchmarks/pde_ssl_study.py --only kdv --tag e40 --set train.epochs=40   # a variant of the preset
-    python benchmarks/pde_ssl_study.py --only kdv --tag sgd --eval-args='--head sgd --skip timestepping'
-    python benchmarks/pde_ssl_study.py --table     # Markdown tables of the stored results
+    python -m benchmarks.studies.pde_ssl_study --only kdv --tag e40 --set train.epochs=40   # a variant
+    python -m benchmarks.studies.pde_ssl_study --only kdv --tag sgd
+        --eval-args='--head sgd --skip timestepping'
 
 Writes benchmarks/results/pde_ssl.json after every seed (seeds of later invocations are added): per equation,
 per solver budget and per seed the full `pde_eval.json` (also kept as RUN_DIR/pde_eval-STEPS.json), and a
@@ -20,39 +20,25 @@ top-level "headline" (per-seed values at the largest budget evaluated for every 
 "supervised_ic_nmse", "rankme"}, "ks": {...}, "burgers": {"ssl_rel_err", "supervised_rel_err", ...}}.
 NMSE = LPSDA's, summed over the predicted steps; *_ic_nmse = the mean over u0_k1 and u0_k2. Run directories
 stay in runs/bench/pde-EQ-sS/.
-The results of the protocol used before issue 17 are kept under "previous_protocol". A run with ``--tag T``
+The results of an earlier evaluation protocol are kept under "previous_protocol". A run with ``--tag T``
 trains the preset with the ``--set`` overrides (run directories runs/bench/pde-EQ-T-sS) and is stored under
-"variants" -> T (with its overrides), outside the headline.
+"variants" -> T (with its overrides), outside the headline. The tables: ``python -m benchmarks.render``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
-import statistics
 import subprocess
 import sys
-import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-from selfsup.pde.downstream import oracle_fraction
+from benchmarks._common import RESULTS, ROOT, read_result, sh, write_result
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "pde_ssl.json"
+OUT = RESULTS / "pde_ssl.json"
 EQUATIONS = ("burgers", "kdv", "ks")
 IC = ("u0_k1", "u0_k2")
 KINDS = ("ssl_linear", "supervised")
-
-
-def sh(cmd: list[str]) -> float:
-    print("+", " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    return time.perf_counter() - t0
 
 
 def _values(node: dict) -> float:
@@ -69,7 +55,7 @@ def seed_summary(ev: dict) -> dict:
             out[f"{kind}_nmse_global"] = _values(ts[kind]["nmse_global"])
     reg = ev.get("regression", {})
     for name in reg.get("targets", []):
-        for kind in ("ssl_linear", "supervised"):
+        for kind in KINDS:
             out[f"{kind}_{name}_rel_err"] = _values(reg[kind][name])
             out[f"{kind}_{name}_nmse"] = _values(reg[f"{kind}_nmse"][name])
         out[f"mean_{name}_nmse"] = reg["mean_nmse"][name]
@@ -78,7 +64,7 @@ def seed_summary(ev: dict) -> dict:
 
 
 def headline(results: dict) -> dict:
-    """The issue's headline object, from the largest solver budget evaluated for every seed of an equation."""
+    """The headline object, from the largest solver budget evaluated for every seed of an equation."""
     head: dict = {}
     for eq, entry in results.items():
         full = [b for b, per in entry["budgets"].items() if set(per) >= set(entry["rankme"])]
@@ -99,82 +85,6 @@ def headline(results: dict) -> dict:
                 h[f"{key}_ic_nmse"] = [sum(r[f"{kind}_{k}_nmse"] for k in IC) / len(IC) for r in reg]
         head[eq] = h
     return head
-
-
-def _share(cols: dict[str, list[float]], code: str) -> str:
-    """The ``code``'s share of the oracle's gain, or why there is none: the oracle does not beat the
-    baseline, or beats it by less than the baseline's spread over seeds (a share of noise)."""
-    if not cols.get("oracle"):
-        return "-"
-    frac = oracle_fraction({k: {"nmse_sum": v} for k, v in cols.items() if v})[code]
-    base = cols["baseline"]
-    if frac is None:
-        return "no gain"
-    if len(base) < 2:
-        return f"{frac:.0%} (1 seed)"
-    gain = statistics.mean(base) - statistics.mean(cols["oracle"])
-    return f"{frac:.0%}" if gain > statistics.stdev(base) else "gain < seed spread"
-
-
-def _pm(values: list[float], digits: int = 3) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}g} (1 seed)"
-    return f"{statistics.mean(values):.{digits}g} ± {statistics.stdev(values):.1g}"
-
-
-def print_tables(doc: dict) -> None:
-    """Markdown: rollout error per code and budget; regression per target (mean ± std over encoder seeds)."""
-    print("| equation | solver steps | baseline | SSL code | oracle | random code | share of oracle gain |")
-    print("|---|---|---|---|---|---|---|")
-    codes = ("baseline", "ssl_conditioned", "oracle", "random")
-    for eq, entry in doc["equations"].items():
-        for budget in sorted(entry["budgets"], key=int):
-            per = [r["summary"] for r in entry["budgets"][budget].values()]
-            col = {k: [p[f"{k}_nmse"] for p in per if f"{k}_nmse" in p] for k in codes}
-            share = _share(col, "ssl_conditioned")
-            cells = " | ".join(_pm(col[k]) if col[k] else "-" for k in codes)
-            print(f"| {eq} | {budget} | {cells} | {share} |")
-    print()
-    print(
-        "| equation | target | SSL + ridge NMSE | supervised NMSE | train mean NMSE | SSL rel. error | ",
-        end="",
-    )
-    print("supervised rel. error |\n|---|---|---|---|---|---|---|")
-    for eq, entry in doc["equations"].items():
-        per = [r["summary"] for r in entry["budgets"][entry["regression_budget"]].values()]
-        names = [k[5:-5] for k in per[0] if k.startswith("mean_") and k.endswith("_nmse")]
-        for name in names:
-            cells = [
-                _pm([p[f"{kind}_{name}_{m}"] for p in per]) for m in ("nmse", "rel_err") for kind in KINDS
-            ]
-            floor = f"{per[0][f'mean_{name}_nmse']:.3g}"
-            print(f"| {eq} | {name} | {cells[0]} | {cells[1]} | {floor} | {cells[2]} | {cells[3]} |")
-
-
-def _variant_row(tag: str, eq: str, entry: dict, h: dict) -> str:
-    solver = [f"--solver {entry['solver']}"] if entry.get("solver", "small") != "small" else []
-    changes = " ".join(solver + entry.get("overrides", []) + entry.get("eval_args", [])) or "-"
-    key = "rel_err" if eq == "burgers" else "ic_nmse"
-    reg = f"{_pm(h['ssl_' + key])} / {_pm(h['supervised_' + key])}"
-    cols = {k: [v for v in h[f"{k}_nmse"] if v is not None] for k in ("baseline", "conditioned", "oracle")}
-    share = _share(cols, "conditioned")
-    cells = " | ".join(_pm(v) if v else "-" for v in cols.values())
-    steps = h["solver_steps"] if cols["baseline"] else "-"  # regression-only variants
-    return f"| {tag} | {changes} | {eq} | {steps} | {_pm(h['rankme'])} | {reg} | {cells} | {share} |"
-
-
-def print_variants(doc: dict) -> None:
-    """Markdown: each variant beside the preset (mean ± std over encoder seeds): RankMe, regression (KdV/KS:
-    the mean NMSE of the two initial-condition amplitudes; Burgers: nu's relative error), rollout errors."""
-    print(
-        "| variant | changes | equation | solver steps | RankMe | regression SSL / supervised | baseline ",
-        end="",
-    )
-    print("| SSL code | oracle | share of oracle gain |\n|---|---|---|---|---|---|---|---|---|---|")
-    sections = {"preset": doc.get("equations", {}), **doc.get("variants", {})}
-    for tag, section in sections.items():
-        for eq, h in headline(section).items():
-            print(_variant_row(tag, eq, section[eq], h))
 
 
 def run_seed(eq: str, seed: int, budgets: list[int], args) -> tuple[float, dict[int, dict]]:
@@ -204,7 +114,7 @@ def run_seed(eq: str, seed: int, budgets: list[int], args) -> tuple[float, dict[
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=EQUATIONS, action="append")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="encoder seeds")
     ap.add_argument("--solver-steps", type=int, nargs="+", default=[1000])
@@ -219,16 +129,8 @@ def main() -> None:
         default=[],
         help="more `pde evaluate` options: --eval-args='--head sgd'",
     )
-    ap.add_argument("--table", action="store_true", help="only print the stored results as Markdown")
     args = ap.parse_args()
-    doc = json.loads(OUT.read_text()) if OUT.is_file() else {}
-    if "previous_protocol" not in doc and "equations" in doc:  # the file as it was before issue 17
-        doc = {"previous_protocol": doc}
-    if args.table:
-        print_tables(doc)
-        print()
-        print_variants(doc)
-        return
+    doc = read_result(OUT) if OUT.is_file() else {}
     if (args.set or args.eval_args) and not args.tag:
         ap.error("--set and --eval-args describe a variant: give it a --tag")
     section = (
@@ -248,14 +150,9 @@ def main() -> None:
                 entry["budgets"].setdefault(str(steps), {})[str(seed)] = res
             section[eq] = entry
             doc["headline"] = headline(doc["equations"])
-            doc["date"] = datetime.now(timezone.utc).isoformat()
-            doc["machine"] = {
-                "cpus": os.cpu_count(),
-                "platform": platform.platform(),
-                "load_avg": os.getloadavg(),
-            }
-            OUT.write_text(json.dumps(doc, indent=2))
+            write_result(OUT, doc)
         print(eq, json.dumps(headline(section)[eq], indent=1))
+    print("tables: python -m benchmarks.render")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Aggregate the selection study: per sweep, how close each label-free pick comes to the labelled oracle.
 
-Reads the `selfsup sweep summary --json` files written by benchmarks/selection_study.sh and, for every trial,
+Reads the `selfsup sweep summary --json` files written by selection_study.sh and, for every trial,
 the last monitor record of its run (RankMe, alpha-ReQ, LiDAR of the backbone). Picks per metric: RankMe
 highest (of the backbone and of the projector output), LiDAR highest, alpha-ReQ closest to 1 (Agrawal et
 al. 2022), and for LeJEPA sweeps LeJEPA's loss on the monitor subset, lowest. Kendall tau (scipy) between
@@ -8,17 +8,21 @@ each metric and linear-probe accuracy; gap = oracle accuracy - pick accuracy, in
 the backbone RankMe pick among the runs the sweep did not flag as unsafe (selfsup/select/flags.py; all runs
 when every one is flagged), as the sweep itself picks; its tau is computed among those runs.
 
-    python benchmarks/selection_table.py benchmarks/results/selection
+    python -m benchmarks.studies.selection_table benchmarks/results/selection
+
+Writes DIRECTORY/summary.json; the tables: ``python -m benchmarks.render``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+from benchmarks._common import ROOT, write_result
 
 METRICS = {
     "rankme": ("backbone/rankme", lambda v: v),
@@ -30,7 +34,7 @@ METRICS = {
 
 
 def last_monitor(sweep_dir: str, run_dir: str) -> dict:
-    lines = (Path(sweep_dir) / run_dir / "metrics.jsonl").read_text().splitlines()
+    lines = (ROOT / sweep_dir / run_dir / "metrics.jsonl").read_text().splitlines()
     return json.loads(lines[-1])
 
 
@@ -70,30 +74,28 @@ def analyse(summary: dict) -> dict:
     return out
 
 
-def main(directory: str) -> None:
-    d = Path(directory)
+def main() -> None:
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        default=Path("benchmarks/results/selection"),
+        help="the sweeps' summaries (relative: to the repository root)",
+    )
+    d = ROOT / ap.parse_args().directory
     rows = [analyse(json.loads(p.read_text())) for p in sorted(d.glob("*-mnist1d*.json"))]
     names = ("rankme", "rankme_safe", "rankme_projector", "alpha_req", "lidar", "lejepa_loss")
     present = [m for m in names if any(m in r for r in rows)]
     mean = {m: float(np.mean([r[m]["gap_points"] for r in rows if m in r])) for m in present}
     median_tau = {m: float(np.median([r[m]["kendall_tau"] for r in rows if m in r])) for m in present}
-    summary = {"sweeps": rows, "mean_gap_points": mean, "median_kendall_tau": median_tau}
-    (d / "summary.json").write_text(json.dumps(summary, indent=2))
-    heads = ("RankMe", "RankMe, safe runs", "RankMe of the projector", "alpha-ReQ", "LiDAR", "LeJEPA loss")
-    print("| sweep | runs | oracle | " + " | ".join(f"{h} pick (gap, tau)" for h in heads) + " | excluded |")
-    print("|---|---|---|" + "---|" * (len(heads) + 1))
-    for r in rows:
-        cells = [
-            f"{100 * r[m]['pick_acc']:.1f} % ({r[m]['gap_points']:.1f}, {r[m]['kendall_tau']:.2f})"
-            if m in r
-            else "-"
-            for m in names
-        ]
-        cells.append(", ".join(f"{v}: {'+'.join(f)}" for v, f in r["excluded"].items()) or "-")
-        print(f"| {r['sweep']} | {r['n']} | {100 * r['oracle_acc']:.1f} % | " + " | ".join(cells) + " |")
-    print("mean gap (points): " + ", ".join(f"{m} {v:.2f}" for m, v in mean.items()))
-    print("median Kendall tau: " + ", ".join(f"{m} {v:.2f}" for m, v in median_tau.items()))
+    out = write_result(
+        d / "summary.json", {"sweeps": rows, "mean_gap_points": mean, "median_kendall_tau": median_tau}
+    )
+    gaps = ", ".join(f"{m} {v:.2f}" for m, v in mean.items())
+    print(f"{len(rows)} sweeps; mean gap to the oracle (points): {gaps} -> {out}")
+    print("tables: python -m benchmarks.render")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/selection")
+    main()

@@ -6,40 +6,28 @@ SIE's public loss weights 10/10/1 so that only the equivariant part differs). Fo
 `selfsup equivariance RUN_DIR`: linear probe per part, rotation/colour R^2 from two views, predictor
 retrieval (MRR, Hit@k) against the identity, RankMe per part.
 
-    python benchmarks/sie_study.py [--seeds 0 1 2] [--methods sie vicreg] [--epochs N] [--skip-train]
-    python benchmarks/sie_study.py --table      # the Markdown tables of the stored results
+    python -m benchmarks.studies.sie_study [--seeds 0 1 2] [--methods sie vicreg] [--epochs N] [--skip-train]
 
 Writes benchmarks/results/sie_objects3d.json (per run, per seed, and mean +- std per method); run
-directories stay in runs/bench/sie-METHOD-sSEED/.
+directories stay in runs/bench/sie-METHOD-sSEED/. The table: ``python -m benchmarks.render``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
-import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "sie_objects3d.json"
+from benchmarks._common import RESULTS, ROOT, read_result, sh, write_result
+
+OUT = RESULTS / "sie_objects3d.json"
 METHODS = ("sie", "sie-nosplit", "vicreg")
 
 
-def sh(cmd: list[str]) -> float:
-    print("+", " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    return time.perf_counter() - t0
-
-
 def headline(res: dict) -> dict:
-    """The numbers the issue's targets are about, from one `selfsup equivariance` result."""
+    """The numbers the study compares the methods on, from one `selfsup equivariance` result."""
     retr = res["retrieval"]
     out = {
         "acc_whole": res["classification"]["whole"],
@@ -82,48 +70,26 @@ def run(method: str, seed: int, epochs: int | None, skip_train: bool) -> dict:
     return {"train_seconds": train_s, "eval_seconds": eval_s, "headline": headline(res), "result": res}
 
 
-def table(data: dict) -> str:
-    cols = [
-        ("acc_invariant", "inv. acc", 100),
-        ("acc_whole", "whole acc", 100),
-        ("rotation_r2", "rotation R^2", 1),
-        ("rotation_r2_equivariant", "R^2 eq. part", 1),
-        ("colour_r2", "colour R^2", 1),
-        ("mrr_predictor", "MRR predictor", 1),
-        ("mrr_identity", "MRR identity", 1),
-        ("rankme_invariant", "RankMe inv.", 1),
-        ("rankme_equivariant", "RankMe eq.", 1),
-    ]
-    lines = ["| method | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for method, entry in data["methods"].items():
-        cells = []
-        for key, _, scale in cols:
-            s = entry["summary"].get(key)
-            cells.append("-" if s is None else f"{scale * s['mean']:.3g} +- {scale * s['std']:.2g}")
-        lines.append(f"| {method} ({len(entry['seeds'])} seeds) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name}",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs of the configs")
     ap.add_argument("--skip-train", action="store_true", help="re-evaluate existing run directories")
-    ap.add_argument("--table", action="store_true", help="print the stored results as Markdown")
     args = ap.parse_args()
-    data = json.loads(OUT.read_text()) if OUT.exists() else {"methods": {}}
-    if not args.table:
-        for method in args.methods:
-            entry = data["methods"].setdefault(method, {"seeds": {}})
-            for seed in args.seeds:
-                entry["seeds"][str(seed)] = run(method, seed, args.epochs, args.skip_train)
-                entry["summary"] = summarise({s: r["headline"] for s, r in entry["seeds"].items()})
-                data["machine"] = {"python": platform.python_version(), "processor": platform.processor()}
-                data["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                OUT.parent.mkdir(parents=True, exist_ok=True)
-                OUT.write_text(json.dumps(data, indent=2))
-    print(table(data))
+    data = read_result(OUT) if OUT.exists() else {"methods": {}}
+    for method in args.methods:
+        entry = data["methods"].setdefault(method, {"seeds": {}})
+        for seed in args.seeds:
+            entry["seeds"][str(seed)] = run(method, seed, args.epochs, args.skip_train)
+            entry["summary"] = summarise({s: r["headline"] for s, r in entry["seeds"].items()})
+            write_result(OUT, data)
+        print(method, json.dumps({k: round(v["mean"], 4) for k, v in entry["summary"].items()}))
+    print(f"-> {OUT}; tables: python -m benchmarks.render")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py: every stage is set up without a GPU, and a missing GPU stops it loudly."""
+"""benchmarks.speed.gpu_check: every stage is set up without a GPU, and a missing GPU stops it loudly."""
 
 import json
 import os
@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args, **env):
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env={**os.environ, **env}
+        [sys.executable, "-m", "benchmarks.speed.gpu_check", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
     )
 
 
@@ -22,11 +26,15 @@ def test_dry_run_sets_up_every_stage_and_runs_the_ddp_job_on_the_cpu(tmp_path):
     res = _run("--dry-run", "--out", str(tmp_path / "g.json"))
     assert res.returncode == 0, res.stdout + res.stderr
     doc = json.loads((tmp_path / "g.json").read_text())
-    assert doc["dry_run"] and list(doc["stages"]) == ["preflight", "main", "stream", "nccl", "pde"]
-    assert doc["stages"]["main"]["command"] == "selfsup train train.device=cuda"
-    ddp = doc["stages"]["nccl"]
+    assert list(doc) == ["date", "machine", "git_rev", "command", "results"]
+    assert doc["command"].startswith("python -m benchmarks.speed.gpu_check --dry-run --out ")
+    assert doc["machine"]["cpus"] == os.cpu_count()
+    results = doc["results"]
+    assert results["dry_run"] and list(results["stages"]) == ["preflight", "main", "stream", "nccl", "pde"]
+    assert results["stages"]["main"]["command"] == "selfsup train train.device=cuda"
+    ddp = results["stages"]["nccl"]
     assert ddp["backend"] == "gloo" and ddp["steps"] == 2 and len(ddp["losses"]) == 2
-    assert "--solver-steps 10000 --device cuda" in doc["stages"]["pde"]["evaluate"]
+    assert "--solver-steps 10000 --device cuda" in results["stages"]["pde"]["evaluate"]
 
 
 @pytest.mark.slow

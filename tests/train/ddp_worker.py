@@ -1,4 +1,5 @@
-"""One process of a test job (tests/train/test_distributed.py): the ``selfsup`` command, with the test's probes.
+"""One process of a test job (tests/train/test_distributed.py): the ``selfsup`` command, with the test's
+probes.
 
     [torchrun ...] tests/train/ddp_worker.py RECORD_DIR SELFSUP-ARGS...
 
