@@ -3,7 +3,8 @@
 Every job here is a real torchrun job (``python -m torch.distributed.run``) of
 ``tests/train/ddp_worker.py``, the ``selfsup`` command with the test's probes (per-step losses, injected
 faults). The model has no BatchNorm (mlp backbone and heads with ``batch_norm`` off; SyncBatchNorm does not
-run on CPUs), so one process and two processes must agree: same loss at every step, same final weights, to 1e-5 relative.
+run on CPUs), so one process and two processes must agree: same loss at every step, same final weights,
+to 1e-5 relative.
 """
 
 from __future__ import annotations
