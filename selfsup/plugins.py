@@ -1,7 +1,8 @@
-"""How datasets, view recipes and backbones from elsewhere reach the registries: Python entry points.
+"""How datasets, view recipes, backbones and methods from elsewhere reach the registries: Python entry points.
 
-The registries of :mod:`selfsup.data`, :mod:`selfsup.views` and :mod:`selfsup.models` hold their built-in
-entries in a literal table and, when a name is not there, look it up in one entry-point group:
+The registries of :mod:`selfsup.data`, :mod:`selfsup.views`, :mod:`selfsup.models` and
+:mod:`selfsup.methods` hold their built-in entries in a literal table and, when a name is not there, look it
+up in one entry-point group:
 
 =====================  ======================================================  ==========================
 group                  an entry point names                                    example (``selfsup.pde``)
@@ -9,6 +10,7 @@ group                  an entry point names                                    e
 ``selfsup.datasets``   a :class:`selfsup.data.DatasetEntry`                    ``pde``, ``pde-gen``
 ``selfsup.views``      a :class:`selfsup.views.ViewRecipe`                     ``pde``
 ``selfsup.backbones``  a callable ``(sample_shape, **options) -> Backbone``    ``pde2d``
+``selfsup.methods``    a :class:`selfsup.methods.MethodRecipe`                 (``tests/methods``)
 =====================  ======================================================  ==========================
 
 ``selfsup.pde`` declares its own in ``pyproject.toml`` (``[project.entry-points."selfsup.backbones"]``

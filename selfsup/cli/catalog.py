@@ -24,7 +24,7 @@ def datasets(as_json: bool = typer.Option(False, "--json", help="print JSON inst
     for col in rows[0]:
         t.add_column(col)
     for r in rows:
-        t.add_row(*[str(v) for v in r.values()])
+        t.add_row(*[escape(str(v)) for v in r.values()])
     show(t)
 
 

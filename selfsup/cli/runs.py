@@ -24,7 +24,8 @@ def train(
 ):
     """Train a representation. With no argument: VICReg on MNIST-1D (the main job).
 
-    Several processes or machines: torchrun --nproc-per-node N -m selfsup train ... (README).
+    Several processes or machines: torchrun --nproc-per-node N -m selfsup train ...
+    (docs/guide/distributed.md).
     """
     from selfsup import config as C
     from selfsup.report import write_run_report
