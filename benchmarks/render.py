@@ -441,6 +441,41 @@ def methods_30() -> str:
     return _methods("methods_table_30ep.json")
 
 
+def methods_cookbook() -> str:
+    """The queue, teacher and prototype methods at the main job's budget, against VICReg (the main job)
+    and the same backbone at random initialisation."""
+    name = "methods_table_cookbook.json"
+    res = load(name)["results"]
+    rand, rows = res["random_init"], {r["method"]: r for r in res["rows"]}
+    vicreg = rows.get("vicreg", {}).get("linear_acc")
+    out = []
+    for method, r in rows.items():
+        gap = None if vicreg is None or method == "vicreg" else f"{100 * (r['linear_acc'] - vicreg):+.1f}"
+        out.append(
+            [
+                method,
+                pct(r["linear_acc"]),
+                pct(r["knn_acc"]),
+                f"{r['rankme_backbone']:.1f}",
+                f"{100 * (r['linear_acc'] - rand['linear_acc']):+.1f}",
+                gap,
+                f"{r['seconds']:.0f} s",
+            ]
+        )
+    heads = [
+        f"method ({res['epochs']} epochs)",
+        "linear probe",
+        "kNN (k=20)",
+        "RankMe (backbone)",
+        "vs random init (points)",
+        "vs VICReg (points)",
+        "time",
+    ]
+    note = f"\n\nRandom initialisation: linear probe {pct(rand['linear_acc'])}, "
+    note += f"RankMe {rand['rankme_backbone']:.1f}."
+    return table(heads, out) + note + source(name)
+
+
 def lejepa_main() -> str:
     return main_job("bench_main_job.json", ("lejepa", "main", "main-earlier-run"))
 
@@ -729,6 +764,7 @@ TABLES: dict[str, Callable[[], str]] = {
         layers,
         methods_10,
         methods_30,
+        methods_cookbook,
         lejepa_main,
         lejepa_tuning,
         pde_rollout,

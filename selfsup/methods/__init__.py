@@ -6,6 +6,9 @@ module                kind of method                                            
 ====================  ===========================================================  ==================
 :mod:`.pairwise`      a criterion of two projected views                           simclr, vicreg ...
 :mod:`.distill`       a predictor regresses a stop-gradient target projection      byol, simsiam
+:mod:`.moco`          InfoNCE against a queue, a momentum encoder or neighbours    mocov2, mocov3, nnclr
+:mod:`.dino`          a student matches a centred, sharpened EMA teacher           dino
+:mod:`.swav`          swapped prediction of Sinkhorn-Knopp prototype assignments   swav
 :mod:`.classify`      a linear classifier of every view                            diet, supervised
 :mod:`.lejepa`        prediction of the global views + SIGReg                      lejepa
 :mod:`.sie`           a predictor of the transformation between the views          sie, sie-nosplit
@@ -19,8 +22,9 @@ another installed package through the ``selfsup.methods`` entry points (:mod:`se
     my-method = "my_package.methods:MY_RECIPE"
 """
 
+from selfsup.methods.ema import ema_momentum
 from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe
-from selfsup.methods.model import SSLModel, ema_momentum, resolve_layer
+from selfsup.methods.model import SSLModel, resolve_layer
 from selfsup.methods.registry import (
     METHODS,
     RUN_METRICS,

@@ -3,13 +3,12 @@ without gradient, from an EMA target network (BYOL) or the online network itself
 
 from __future__ import annotations
 
-import copy
 import itertools
 
 import torch
-from torch import nn
 
 from selfsup import criteria
+from selfsup.methods.ema import make_teacher
 from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe
 from selfsup.models import build_mlp, head_output_dim
 
@@ -28,9 +27,7 @@ class PredictTarget(MethodKind):
         spec = opts.predictor or m.recipe.predictor
         m.predictor = build_mlp(proj_dim, spec, last_bias=True, batch_norm=opts.head_batch_norm)
         if self.ema:
-            m.target = nn.ModuleDict(
-                {"backbone": copy.deepcopy(m.backbone), "projector": copy.deepcopy(m.projector)}
-            ).requires_grad_(False)
+            make_teacher(m, ("backbone", "projector"))
 
     def loss(self, m, feats, views, index, transform) -> torch.Tensor:
         z = [m.projector(h) for h in feats]

@@ -1,9 +1,10 @@
 """What a method is: a :class:`MethodRecipe` (a name, a criterion, head sizes, the paper's defaults) of one
 :class:`MethodKind` (how the views' backbone features become the loss, and the heads that takes).
 
-Each kind lives in its own module of this package (``pairwise``, ``distill``, ``classify``, ``lejepa``,
-``sie``) with the recipes of that kind. Nothing outside this package asks which kind a method is: it asks
-the recipe or the model (``recipe.needs_transform``, ``model.run_metrics`` ...).
+Each kind lives in its own module of this package (``pairwise``, ``distill``, ``moco``, ``dino``, ``swav``,
+``classify``, ``lejepa``, ``sie``) with the recipes of that kind; ``ema`` (the EMA teacher) and ``memory``
+(queues of past embeddings) are what several kinds share. Nothing outside this package asks which kind a
+method is: it asks the recipe or the model (``recipe.needs_transform``, ``model.run_metrics`` ...).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from selfsup.methods.ema import ema_momentum
 from selfsup.models import build_mlp
 
 
@@ -28,6 +30,8 @@ class HeadOptions:
     transform_identity: torch.Tensor | None = None  # the identity transformation of the pairs views (SIE)
     equivariant_dim: int | None = None  # SIE's equivariant share of the backbone output
     train_labels: torch.Tensor | None = None  # the supervised reference's classes, by sample index
+    batch_size: int | None = None  # the global batch (queues hold whole batches)
+    steps_per_epoch: int | None = None  # optimiser steps per epoch (schedules given in epochs)
 
 
 class MethodKind:
@@ -46,6 +50,12 @@ class MethodKind:
     min_global_views: int = 1
     #: Label-free numbers :meth:`monitor_metrics` records per epoch and in ``summary.json``.
     run_metrics: tuple[str, ...] = ()
+
+    @staticmethod
+    def options() -> dict:
+        """The kind's own options (``method.params`` that are not the criterion's), checked by their
+        signature and returned with defaults; a subclass lists them as keyword arguments."""
+        return {}
 
     def build_projector(self, m: nn.Module, spec: str, opts: HeadOptions) -> nn.Module:
         """The projector on the backbone output (``spec``: its widths, ``""`` for none)."""
@@ -66,6 +76,15 @@ class MethodKind:
     def dummy_inputs(self, g: torch.Generator) -> tuple:
         """One tiny batch of the criterion's positional inputs, to check ``method.params`` before a run."""
         return torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+
+    def momentum(self, m: nn.Module, step: int, total_steps: int) -> float:
+        """The EMA teacher's momentum after ``step`` of ``total_steps`` (with a teacher, ``m.target``):
+        BYOL's cosine schedule from ``m.ema_base`` to 1."""
+        return ema_momentum(m.ema_base, step, total_steps)
+
+    def after_backward(self, m: nn.Module, step: int) -> None:
+        """Called between the backward pass and the optimiser step (gradients averaged over processes):
+        e.g. drop the gradients of a head frozen for the first steps."""
 
     def monitor_metrics(self, m: nn.Module, z: torch.Tensor, batch_size: int) -> dict[str, float]:
         """The :attr:`run_metrics` of the projected monitor views ``z`` (V x N x K), in batches of

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import itertools
-import math
 import re
 from collections.abc import Sequence
 
@@ -12,8 +10,9 @@ import torch
 from torch import nn
 
 from selfsup.errors import unknown_name
+from selfsup.methods.ema import update_teacher
 from selfsup.methods.kind import HeadOptions, MethodRecipe
-from selfsup.methods.registry import check_method_params
+from selfsup.methods.registry import check_method_params, split_params
 from selfsup.models import Backbone, head_depth, head_layer_outputs
 
 
@@ -28,11 +27,6 @@ def resolve_layer(layer: str | None, names: Sequence[str]) -> str:
     if layer not in names:
         raise unknown_name("layer", layer, ["backbone", "projector", *names])
     return layer
-
-
-def ema_momentum(base: float, step: int, total_steps: int) -> float:
-    """BYOL's cosine schedule: tau_k = 1 - (1 - base) (cos(pi k / K) + 1) / 2 (Grill et al., sec. 3.2)."""
-    return 1.0 - (1.0 - base) * (math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)) + 1) / 2
 
 
 class SSLModel(nn.Module):
@@ -54,6 +48,8 @@ class SSLModel(nn.Module):
         opts = HeadOptions(predictor=predictor, **options)
         self.recipe, self.kind = recipe, recipe.kind
         self.params = {**recipe.params, **(params or {})}
+        of_criterion, of_kind = split_params(recipe, self.params)
+        self._criterion_params, self.options = of_criterion, recipe.kind.options(**of_kind)
         self.backbone = backbone
         self.n_global = opts.n_global  # the first n_global views are the global ones
         self.ema_base = ema_base if ema_base is not None else recipe.ema_base
@@ -82,8 +78,8 @@ class SSLModel(nn.Module):
         """The criterion's keyword arguments: the method's parameters, and ``gather_distributed`` when the
         criterion has batch statistics and the model trains in several processes."""
         if self.gather_distributed and self._criterion_gathers:
-            return {**self.params, "gather_distributed": True}
-        return self.params
+            return {**self._criterion_params, "gather_distributed": True}
+        return self._criterion_params
 
     def forward(
         self, views: list[torch.Tensor], index: torch.Tensor, transform: torch.Tensor | None = None
@@ -101,19 +97,13 @@ class SSLModel(nn.Module):
 
     @torch.no_grad()
     def update_target(self, step: int, total_steps: int) -> None:
-        """EMA update of the BYOL target network (no-op for other methods)."""
-        if self.target is None:
-            return
-        tau = ema_momentum(self.ema_base, step, total_steps)
-        online = list(self.backbone.parameters()) + list(self.projector.parameters())
-        target = list(self.target["backbone"].parameters()) + list(self.target["projector"].parameters())
-        torch._foreach_lerp_(target, online, 1.0 - tau)
-        for t, o in zip(
-            self.target.buffers(),
-            itertools.chain(self.backbone.buffers(), self.projector.buffers()),
-            strict=True,
-        ):
-            t.copy_(o)
+        """EMA step of the teacher (BYOL, MoCo, DINO: :mod:`selfsup.methods.ema`); no-op without one."""
+        if self.target is not None:
+            update_teacher(self, self.kind.momentum(self, step, total_steps))
+
+    def after_backward(self, step: int) -> None:
+        """The kind's hook between backward and the optimiser step (frozen heads drop their gradients)."""
+        self.kind.after_backward(self, step)
 
     @property
     def layer_names(self) -> list[str]:

@@ -112,6 +112,8 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
         transform_identity=views.identity() if isinstance(views, TransformPairs) else None,
         equivariant_dim=cfg.model.equivariant_dim,
         train_labels=data.train.y,
+        batch_size=cfg.train.batch_size,
+        steps_per_epoch=len(data.train) // cfg.train.batch_size,
     ).to(device)
     return Components(cfg, data, model, views, device)
 

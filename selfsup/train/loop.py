@@ -280,9 +280,10 @@ def train_epoch(c: Components, run: Run, feed: Feed, y_train, bar: Progress) -> 
                 failed = True
         if distributed.any_rank(failed, device):
             _diverged(run, b)
-        # the update (DDP averages the gradients), the BYOL target, the online probe
+        # the update (DDP averages the gradients), the EMA teacher, the online probe
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
+        c.model.after_backward(run.step)  # e.g. a head frozen for the first steps drops its gradients
         if cfg.optim.clip_grad:
             nn.utils.clip_grad_norm_(c.model.parameters(), cfg.optim.clip_grad)
         run.opt.step()

@@ -42,7 +42,9 @@ def test_each_method_decreases_its_loss(name):
     if get_method(name).needs_transform:  # SIE: a relative rotation per pair
         extra["transform_identity"] = torch.tensor(rotations.IDENTITY)
         transform = rotations.canonical(torch.randn(64, 4))
-    model = SSLModel(get_method(name), backbone, "64-64", "32-64", n_train=64, **extra)
+    small = {"dino": {"n_prototypes": 256}, "nnclr": {"support_size": 256}}  # MoCo v2: a queue of
+    # random keys (the paper's 65536): one small enough to fill with this repeated batch holds its positives
+    model = SSLModel(get_method(name), backbone, "64-64", "32-64", small.get(name), n_train=64, **extra)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     losses = []
     for step in range(15):
@@ -87,10 +89,18 @@ def _cli(args, cwd):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("amx", ["1", "0"])  # bfloat16 steps (a CPU with AMX) and float32 steps, on any CPU
-def test_kill_and_resume_matches_uninterrupted(tmp_path, monkeypatch, amx):
+@pytest.mark.parametrize(  # bfloat16 steps (a CPU with AMX) and float32 steps, on any CPU; DINO's state
+    "amx,method",
+    [
+        ("1", []),
+        ("0", []),
+        ("0", ["method.name=dino", "method.params={n_prototypes: 64, freeze_last_layer_epochs: 1}"]),
+    ],
+    ids=["bf16", "fp32", "dino"],
+)
+def test_kill_and_resume_matches_uninterrupted(tmp_path, monkeypatch, amx, method):
     monkeypatch.setenv("SELFSUP_AMX", amx)  # the processes started below inherit it
-    args = ["train", "--quiet", *TINY, "train.epochs=6", "train.deterministic=true", "train.seed=3"]
+    args = ["train", "--quiet", *TINY, *method, "train.epochs=6", "train.deterministic=true", "train.seed=3"]
     full = _cli([*args, "train.name=full"], tmp_path)
     out, _ = full.communicate(timeout=300)
     assert full.returncode == 0, out
