@@ -1,4 +1,10 @@
-"""Read N x K embedding matrices from .npy, .npz and .pt files (for `selfsup quality`); write .npy."""
+"""Read N x K embedding matrices from .npy, .npz and .pt files (for `selfsup quality`); write them with
+their sample ids.
+
+``selfsup embed -o FILE.npz`` writes ``embeddings`` (N x K float32), ``ids`` (one per row: the file path
+relative to the folder for folder data, the index in the split otherwise) and ``layer``, an ``.npz``
+because numpy reads it with nothing else installed (``np.load(f)["embeddings"]``, ``["ids"]``) and pandas in
+one line (``pandas.DataFrame(z["embeddings"], index=z["ids"])``); ``-o FILE.npy`` writes the bare matrix."""
 
 from __future__ import annotations
 
@@ -42,6 +48,8 @@ def load_embeddings(path: str | Path, key: str | None = None) -> torch.Tensor:
         arrays = {k: v for k, v in obj.items() if isinstance(v, (np.ndarray, torch.Tensor))}
         if not arrays:
             raise SelfsupError(f"'{path}' holds no arrays")
+        if key is None and "embeddings" in arrays:  # a file of selfsup embed: the matrix beside its ids
+            key = "embeddings"
         if key is None:
             if len(arrays) > 1:
                 raise SelfsupError(f"'{path}' holds several arrays {sorted(arrays)}; choose one with --key")
@@ -58,8 +66,31 @@ def load_embeddings(path: str | Path, key: str | None = None) -> torch.Tensor:
     return torch.as_tensor(obj)
 
 
-def save_embeddings(z: torch.Tensor, path: str | Path) -> Path:
-    """Write ``z`` to ``path``, a ``.npy`` file in an existing directory."""
-    path = check_output_file(path, ".npy")
-    np.save(path, z.detach().cpu().numpy())
+EMBEDDING_SUFFIXES = (".npz", ".npy")
+
+
+def check_embeddings_file(path: str | Path, what: str = "output file") -> Path:
+    """``path`` can take embeddings: ``.npz`` (with ids) or ``.npy`` (the bare matrix), writable."""
+    path = check_output_file(path, None, what)
+    if path.suffix not in EMBEDDING_SUFFIXES:
+        raise SelfsupError(
+            f"{what} '{path}' must end in .npz (embeddings with their ids) or .npy (the matrix alone), "
+            f"e.g. '{path.with_suffix('.npz')}'"
+        )
+    return path
+
+
+def save_embeddings(z: torch.Tensor, path: str | Path, ids=None, layer: str | None = None) -> Path:
+    """Write ``z`` to ``path``: an ``.npz`` with ``embeddings``, ``ids`` (default: the row indices) and
+    ``layer``, or a bare ``.npy``."""
+    path = check_embeddings_file(path)
+    z = z.detach().cpu().numpy()
+    if path.suffix == ".npy":
+        np.save(path, z)
+        return path
+    ids = np.arange(len(z)) if ids is None else np.asarray(ids)
+    if len(ids) != len(z):
+        raise SelfsupError(f"{len(ids)} ids for {len(z)} embeddings: one id per row")
+    with open(path, "wb") as fh:  # np.savez would append .npz to a path that lacks it; this one has it
+        np.savez(fh, embeddings=z, ids=ids, layer=np.array(layer or ""))
     return path

@@ -9,7 +9,6 @@ import typer
 
 from selfsup.cli.boundary import console, metrics_table, show, user_errors
 from selfsup.errors import SelfsupError
-from selfsup.paths import check_output_file
 
 
 @user_errors
@@ -88,15 +87,18 @@ def embed(
     data_args: str = typer.Option(None, "--data-args", help=DATA_ARGS_HELP),
     split: str = typer.Option("train", "--split", help="train or test"),
     layer: str = typer.Option(None, "--layer", help="named layer (default: backbone output)"),
-    output: Path = typer.Option(..., "-o", "--output", help="where to write the .npy"),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="FILE.npz (embeddings with their sample ids) or FILE.npy (the matrix)"
+    ),
 ):
-    """Embed a dataset with a trained run's backbone (or any named layer) and save an N x D .npy."""
-    from selfsup.embeddings import save_embeddings
+    """Embed a dataset with a trained run's backbone (or any named layer): an N x D matrix with the id of
+    each sample (its file path for folder data, else its index), as .npz (or a bare .npy)."""
+    from selfsup.embeddings import check_embeddings_file, save_embeddings
     from selfsup.methods import resolve_layer
     from selfsup.train import embed as embed_x
     from selfsup.train import load_run
 
-    check_output_file(output, ".npy", "--output")
+    check_embeddings_file(output, "--output")
     c, _ = load_run(run_dir)
     ds = _other_data(c, data, data_args) if data else c.data
     part = {"train": ds.train, "test": ds.test}.get(split)
@@ -107,8 +109,9 @@ def embed(
         )
     layer = resolve_layer(layer, c.model.layer_names)
     z = embed_x(c.model, part.x, c.device, [layer])[layer]
-    save_embeddings(z, output)
-    console.print(f"wrote {tuple(z.shape)} embeddings of layer '{layer}' to {output}")
+    save_embeddings(z, output, ids=part.sample_ids(), layer=layer)
+    what = "with their ids " if output.suffix == ".npz" else ""
+    console.print(f"wrote {tuple(z.shape)} embeddings of layer '{layer}' {what}to {output}")
 
 
 @user_errors

@@ -26,6 +26,9 @@ class ArrayDataset:
     #: Generated data's per-sample factors (objects3d: instance, quaternion, hue ...), each a tensor with
     #: one row per sample; None for data without recorded factors.
     factors: dict[str, torch.Tensor] | None = None
+    #: Where each sample came from (a folder's file paths), kept when a source is read into memory; None:
+    #: the source's own ids, else the sample indices (:meth:`sample_ids`).
+    ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, (torch.Tensor, Source)):
@@ -56,6 +59,13 @@ class ArrayDataset:
     @property
     def streamed(self) -> bool:
         return isinstance(self.x, Source)
+
+    def sample_ids(self) -> np.ndarray:
+        """One id per sample: its file path for folder data, else its index in the split."""
+        if self.ids is not None:
+            return self.ids
+        ids = self.x.sample_ids() if isinstance(self.x, Source) else None
+        return np.arange(len(self)) if ids is None else ids
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

@@ -115,6 +115,11 @@ class Source(Dataset):
         """Every sample at once, where the source can do it faster than one by one (None: it cannot)."""
         return None
 
+    def sample_ids(self) -> np.ndarray | None:
+        """A name for each sample that says where it came from (a folder's file paths), or None when the
+        sample's index is the only name it has."""
+        return None
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
         n = len(self)
         for k in range(min(n, 16)):  # a bad sample: the next readable one stands in, and is counted
@@ -145,6 +150,10 @@ class Subset(Source):
     def read(self, i: int) -> torch.Tensor:
         return self.parent.read(int(self.index[i]))
 
+    def sample_ids(self) -> np.ndarray | None:
+        ids = self.parent.sample_ids()
+        return None if ids is None else ids[self.index]
+
 
 # --------------------------------------------------------------------------------------------- folders
 class FolderSource(Source):
@@ -164,6 +173,9 @@ class FolderSource(Source):
     def file(self, i: int) -> str:
         """The path of sample ``i``, relative to the folder."""
         return self.files[i].decode()
+
+    def sample_ids(self) -> np.ndarray:
+        return np.char.decode(self.files, "utf-8")
 
     def read(self, i: int) -> torch.Tensor:
         path = self.root / self.file(i)

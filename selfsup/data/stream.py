@@ -179,6 +179,8 @@ def place(
     workers = worker_count(workers)
     unreadable = 0
     for p in parts:
+        if p.ids is None:
+            p.ids = p.x.sample_ids()  # a folder's file paths outlive its source
         p.x, skipped = materialize(p.x, workers)
         unreadable += skipped
     if unreadable:

@@ -114,7 +114,10 @@ CASES = {
     "out_dir-file": (["train", *TINY, "train.out_dir=afile"], "is a file, not a directory"),
     "embed-o-proc": (["embed", "runs/base", "-o", "/proc/x.npy"], "cannot write in '/proc'"),
     "embed-o-dir": (["embed", "runs/base", "-o", "adir"], "is a directory"),
-    "embed-o-suffix": (["embed", "runs/base", "-o", "emb.txt"], "must end in .npy"),
+    "embed-o-suffix": (
+        ["embed", "runs/base", "-o", "emb.txt"],
+        "must end in .npz (embeddings with their ids) or .npy",
+    ),
     "embed-o-no-parent": (["embed", "runs/base", "-o", "nodir/e.npy"], "does not exist"),
     "pde-o-proc": ([*PDE, "-o", "/proc/x.h5"], "cannot write in '/proc'"),
     "pde-o-dir": ([*PDE, "-o", "adir"], "is a directory"),

@@ -177,6 +177,17 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly(tmp_path, monkey
     res = runner.invoke(app, [*args, "--data-args", "{image_size: 16}"])
     assert res.exit_code == 0, res.output
     assert np.load(out).shape[0] == 5  # the 20 % test split of 24 images
+    files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    found = {}
+    for name in ("streamed", "mem"):  # the folder streamed, or read into memory: file names stay with rows
+        out = tmp_path / f"e-{name}.npz"
+        more = ["--split", "test", "--data-args", "{image_size: 16}", "-o", str(out)]
+        res = runner.invoke(app, ["embed", str(tmp_path / "runs" / name), "--data", f"folder:{root}", *more])
+        assert res.exit_code == 0, res.output
+        with np.load(out) as z:
+            found[name] = z["ids"].tolist()
+        assert len(found[name]) == len(set(found[name])) == 5 and set(found[name]) <= files
+    assert found["streamed"] == found["mem"]
 
 
 class _Slow(S.Source):

@@ -150,6 +150,15 @@ def test_short_run_writes_everything_and_beats_chance(tmp_path, monkeypatch):
     res = runner.invoke(app, ["embed", str(run), "--split", "test", "-o", str(tmp_path / "e.npy")])
     assert res.exit_code == 0, res.output
     assert np.load(tmp_path / "e.npy").shape == (360, 64)
+    res = runner.invoke(
+        app, ["embed", str(run), "--split", "test", "--layer", "projector", "-o", str(tmp_path / "e.npz")]
+    )
+    assert res.exit_code == 0, res.output
+    with np.load(tmp_path / "e.npz") as z:  # no pickles: numpy reads it as it is
+        assert z["embeddings"].shape == (360, 64) and z["ids"].tolist() == list(range(360))
+        assert str(z["layer"]) == "proj2"
+    res = runner.invoke(app, ["quality", str(tmp_path / "e.npz"), "--json"])  # the matrix, not the ids
+    assert res.exit_code == 0 and json.loads(res.output)["n"] == 360, res.output
     res = runner.invoke(app, ["probe", str(run), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["linear_acc"] == pytest.approx(s["linear_acc"], abs=1e-6)
