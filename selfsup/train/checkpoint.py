@@ -106,3 +106,48 @@ def prune(directory: str | Path, keep: int) -> None:
     """Keep the ``keep`` newest checkpoints."""
     for path in list_checkpoints(directory)[keep:]:
         path.unlink(missing_ok=True)
+
+
+def _backbone_state(source: Path) -> dict:
+    """The backbone weights in a run directory (its newest good checkpoint) or a file: a selfsup checkpoint,
+    or a state dict saved with ``torch.save`` (keys with or without the ``backbone.`` prefix)."""
+    if source.is_dir():
+        state = load_latest(source / "checkpoints")[0]["model"]
+    elif source.read_bytes()[: len(MAGIC)] == MAGIC:
+        state = load_checkpoint(source)["model"]
+    else:
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as err:  # weights_only refuses pickled code; anything else is not a state dict
+            raise CheckpointError(f"'{source}' is not a state dict the safe loader accepts: {err}") from None
+        state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"'{source}' holds no state dict of tensors")
+    if any(k.startswith("backbone.") for k in state):
+        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    return state
+
+
+def init_backbone(backbone: torch.nn.Module, source: str | Path) -> None:
+    """``model.init_from``: load the backbone's weights from a run directory or a file before training;
+    every key must match the configured backbone (names and shapes), or one error says which do not."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise CheckpointError(
+            f"model.init_from '{source}' does not exist; give a run directory or a weights file"
+        )
+    state = _backbone_state(path)
+    own = backbone.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = [
+            f"{what} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", wrong))
+            if keys
+        ]
+        raise CheckpointError(
+            f"model.init_from '{source}' does not fit model.backbone ({'; '.join(parts)}); train with the "
+            "backbone and backbone_args the weights were made with"
+        )
+    backbone.load_state_dict(state)

@@ -93,8 +93,10 @@ class Components:
     device: torch.device
 
 
-def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
-    """Data (loaded unless given), model and views of a run config, on its device."""
+def build(cfg: C.RunConfig, data: DataSplits | None = None, init_weights: bool = True) -> Components:
+    """Data (loaded unless given), model and views of a run config, on its device. The backbone starts from
+    ``model.init_from`` when it is set and ``init_weights`` (a resumed or reloaded run takes its
+    checkpoint's weights instead)."""
     device = distributed.process_device(pick_device(cfg.train.device))
     data = data or load_data(cfg)
     views = build_views_of(cfg, data).to(device)
@@ -114,8 +116,10 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None) -> Components:
         train_labels=data.train.y,
         batch_size=cfg.train.batch_size,
         steps_per_epoch=len(data.train) // cfg.train.batch_size,
-    ).to(device)
-    return Components(cfg, data, model, views, device)
+    )
+    if cfg.model.init_from and init_weights:
+        ckpt.init_backbone(model.backbone, cfg.model.init_from)
+    return Components(cfg, data, model.to(device), views, device)
 
 
 def build_views_of(cfg: C.RunConfig, data: DataSplits) -> nn.Module:
@@ -172,7 +176,7 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Components
     cfg = C.from_dict(read_run_config(run_dir))
     if device is not None:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": device})})
-    c = build(cfg)
+    c = build(cfg, init_weights=False)  # the checkpoint's weights follow
     state, path = ckpt.load_latest(run_dir / "checkpoints", map_location=c.device)
     check_checkpoint_config(state, cfg, run_dir, path)
     c.model.load_state_dict(state["model"])

@@ -93,7 +93,7 @@ def fit(
         data = load_data(cfg)
         check_batch_size(cfg, data)
         distributed.check_global_batch(cfg.train.batch_size)
-        c = build(cfg, data)
+        c = build(cfg, data, init_weights=not resume)
         precision(c)  # reads $SELFSUP_AMX: a bad value stops the run here, before its directory exists
         run = new_run(c, world)
         # the run directory: rank 0 creates it (or checks it for a resume), every rank learns its path
