@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from selfsup.errors import ConfigError, did_you_mean
+from selfsup.errors import ConfigError, SelfsupError, did_you_mean
 
-__all__ = ["accepted_options", "check_options"]
+__all__ = ["accepted_options", "check_options", "int_at_least", "number_in"]
 
 
 def accepted_options(target: Callable, skip: Iterable[str] = ()) -> dict[str, inspect.Parameter]:
@@ -94,3 +96,19 @@ def _make_adapter(annotation: Any):
 
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def int_at_least(name: str, value: object, low: int) -> int:
+    """``value`` as an int, or :class:`SelfsupError` unless it is an integer (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise SelfsupError(f"{name} must be an integer >= {low}; got {value!r}.")
+    return int(value)
+
+
+def number_in(name: str, value: object, low: float, high: float = math.inf) -> float:
+    """``value`` as a float, or :class:`SelfsupError` unless it is a real number (not a bool) in
+    [``low``, ``high``]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+        where = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+        raise SelfsupError(f"{name} must be a number {where}; got {value!r}.")
+    return float(value)

@@ -8,7 +8,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from selfsup.criteria._common import check_positive, float32_math, is_distributed
-from selfsup.errors import SelfsupError, ShapeError
+from selfsup.errors import ShapeError
+from selfsup.options import int_at_least
 
 __all__ = ["dino_loss", "global_batch_mean", "sinkhorn", "swav_loss"]
 
@@ -20,12 +21,6 @@ def _check_scores(x: object, name: str, ndim: int = 3) -> torch.Tensor:
     if x.shape[0] < 1 or x.shape[1] < 1:
         raise ShapeError(f"{name} needs at least one view and one sample; got shape {tuple(x.shape)}.")
     return x.float()
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SelfsupError(f"{name} must be an integer >= 1; got {value!r}.")
-    return value
 
 
 def dino_loss(
@@ -95,7 +90,7 @@ def sinkhorn(
     """
     if not isinstance(scores, torch.Tensor) or scores.ndim != 2:
         raise ShapeError(f"scores must be a (B, K) tensor; got {getattr(scores, 'shape', type(scores))}.")
-    eps, n_iter = check_positive("epsilon", epsilon), _positive_int("iterations", iterations)
+    eps, n_iter = check_positive("epsilon", epsilon), int_at_least("iterations", iterations, 1)
     distributed = gather_distributed and is_distributed()
     with float32_math(scores.device):
         q = torch.exp(scores.float() / eps).T  # K x B
@@ -143,7 +138,7 @@ def swav_loss(
         gather_distributed: Sinkhorn over every process's rows.
     """
     s = _check_scores(scores, "scores")
-    n_assign = _positive_int("n_assign", n_assign)
+    n_assign = int_at_least("n_assign", n_assign, 1)
     if not 1 <= n_assign <= s.shape[0] or s.shape[0] < 2:
         raise ShapeError(f"n_assign must be in [1, V] with V >= 2 views; got {n_assign} of {s.shape[0]}.")
     tau = check_positive("temperature", temperature)

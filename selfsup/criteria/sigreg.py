@@ -13,8 +13,6 @@ The paper's equation numbers are not cited: its text was not available offline t
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from selfsup.criteria._common import (
@@ -26,6 +24,7 @@ from selfsup.criteria._common import (
     is_distributed,
 )
 from selfsup.errors import SelfsupError, ShapeError
+from selfsup.options import int_at_least
 
 __all__ = ["lejepa_loss", "lejepa_mix", "lejepa_terms", "sigreg_loss"]
 
@@ -47,12 +46,6 @@ def _check_views(z: object, collective: bool, name: str = "z") -> torch.Tensor:
         got = f"shape {tuple(z.shape)}" if isinstance(z, torch.Tensor) else type(z).__name__
         raise ShapeError(f"{name} must be (batch, dim) or (views, batch, dim) embeddings; got {got}.")
     return views.double() if views.dtype == torch.float64 else views.float()
-
-
-def _positive_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise SelfsupError(f"{name} must be an integer >= {low}; got {value!r}.")
-    return int(value)
 
 
 def random_directions(dim: int, n_slices: int, seed: int, device, dtype=torch.float32) -> torch.Tensor:
@@ -114,8 +107,8 @@ def sigreg_loss(
             :func:`selfsup.criteria.gather`: DDP's averaging gives the single-process gradient).
     """
     views = _check_views(z, gather_distributed)
-    n_slices = _positive_int("n_slices", n_slices, 1)
-    n_points = _positive_int("n_points", n_points, 2)
+    n_slices = int_at_least("n_slices", n_slices, 1)
+    n_points = int_at_least("n_points", n_points, 2)
     t_max = check_positive("t_max", t_max)
     with float32_math(views.device):
         dtype, device = views.dtype, views.device
@@ -145,7 +138,7 @@ def lejepa_terms(
     views = _check_views(z, gather_distributed)
     if views.shape[0] < 2 or z.ndim != 3:
         raise ShapeError(f"LeJEPA needs (views, batch, dim) projections of >= 2 views; got {tuple(z.shape)}.")
-    n_global = _positive_int("n_global", n_global, 1)
+    n_global = int_at_least("n_global", n_global, 1)
     if not 2 <= n_global <= views.shape[0]:
         raise SelfsupError(
             f"LeJEPA needs at least 2 global views among the {views.shape[0]} views; got n_global={n_global}."

@@ -12,24 +12,13 @@ from selfsup.errors import SelfsupError
 from selfsup.methods.ema import make_teacher
 from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe
 from selfsup.models import head_output_dim
+from selfsup.options import int_at_least, number_in
 
 
 def prototype_scores(prototypes: nn.Linear, z: torch.Tensor) -> torch.Tensor:
     """Cosines of the L2-normalised ``z`` with the normalised prototype vectors (DINO's weight-normalised
     last layer with its norm fixed at 1, ``norm_last_layer=True``)."""
     return F.linear(F.normalize(z, dim=-1), F.normalize(prototypes.weight, dim=1))
-
-
-def _in_unit_interval(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise SelfsupError(f"{name} must be a number in [0, 1]; got {value!r}")
-    return float(value)
-
-
-def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise SelfsupError(f"{name} must be a number >= 0; got {value!r}")
-    return float(value)
 
 
 class SelfDistillation(MethodKind):
@@ -46,18 +35,16 @@ class SelfDistillation(MethodKind):
         warmup_teacher_temp_epochs: float = 0.0,
         freeze_last_layer_epochs: float = 1.0,
     ) -> dict:
-        if isinstance(n_prototypes, bool) or not isinstance(n_prototypes, int) or n_prototypes < 2:
-            raise SelfsupError(f"n_prototypes must be an integer >= 2; got {n_prototypes!r}")
-        if not (isinstance(warmup_teacher_temp, (int, float)) and warmup_teacher_temp > 0):
+        if not number_in("warmup_teacher_temp", warmup_teacher_temp, 0.0) > 0:
             raise SelfsupError(f"warmup_teacher_temp must be a number > 0; got {warmup_teacher_temp!r}")
         return {
-            "n_prototypes": n_prototypes,
-            "center_momentum": _in_unit_interval("center_momentum", center_momentum),
+            "n_prototypes": int_at_least("n_prototypes", n_prototypes, 2),
+            "center_momentum": number_in("center_momentum", center_momentum, 0.0, 1.0),
             "warmup_teacher_temp": float(warmup_teacher_temp),
-            "warmup_teacher_temp_epochs": _non_negative(
-                "warmup_teacher_temp_epochs", warmup_teacher_temp_epochs
+            "warmup_teacher_temp_epochs": number_in(
+                "warmup_teacher_temp_epochs", warmup_teacher_temp_epochs, 0.0
             ),
-            "freeze_last_layer_epochs": _non_negative("freeze_last_layer_epochs", freeze_last_layer_epochs),
+            "freeze_last_layer_epochs": number_in("freeze_last_layer_epochs", freeze_last_layer_epochs, 0.0),
         }
 
     def build_heads(self, m, opts: HeadOptions) -> None:

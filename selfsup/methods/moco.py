@@ -8,17 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from selfsup import criteria
-from selfsup.errors import SelfsupError
 from selfsup.methods.ema import make_teacher
 from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe
 from selfsup.methods.memory import make_queue, push
 from selfsup.models import build_mlp, head_output_dim
-
-
-def _queue_length(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SelfsupError(f"{name} must be an integer >= 1; got {value!r}")
-    return value
+from selfsup.options import int_at_least
 
 
 def _teacher_projection(m, x: torch.Tensor) -> torch.Tensor:
@@ -36,7 +30,7 @@ class QueueContrast(MethodKind):
 
     @staticmethod
     def options(queue_size: int = 65536) -> dict:
-        return {"queue_size": _queue_length("queue_size", queue_size)}
+        return {"queue_size": int_at_least("queue_size", queue_size, 1)}
 
     def build_heads(self, m, opts: HeadOptions) -> None:
         make_teacher(m, ("backbone", "projector"))
@@ -83,7 +77,7 @@ class NearestNeighbourContrast(MethodKind):
 
     @staticmethod
     def options(support_size: int = 98304) -> dict:
-        return {"support_size": _queue_length("support_size", support_size)}
+        return {"support_size": int_at_least("support_size", support_size, 1)}
 
     def build_heads(self, m, opts: HeadOptions) -> None:
         proj_dim = head_output_dim(m.projector, m.backbone.out_dim)

@@ -8,16 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup import criteria
-from selfsup.errors import SelfsupError
 from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe
 from selfsup.methods.memory import make_queue, push
 from selfsup.models import head_output_dim
-
-
-def _int_at_least(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise SelfsupError(f"{name} must be an integer >= {low}; got {value!r}")
-    return value
+from selfsup.options import int_at_least
 
 
 class SwappedAssignments(MethodKind):
@@ -30,9 +24,9 @@ class SwappedAssignments(MethodKind):
     @staticmethod
     def options(n_prototypes: int = 3000, freeze_prototypes_steps: int = 313, queue_length: int = 0) -> dict:
         return {
-            "n_prototypes": _int_at_least("n_prototypes", n_prototypes, 2),
-            "freeze_prototypes_steps": _int_at_least("freeze_prototypes_steps", freeze_prototypes_steps, 0),
-            "queue_length": _int_at_least("queue_length", queue_length, 0),
+            "n_prototypes": int_at_least("n_prototypes", n_prototypes, 2),
+            "freeze_prototypes_steps": int_at_least("freeze_prototypes_steps", freeze_prototypes_steps, 0),
+            "queue_length": int_at_least("queue_length", queue_length, 0),
         }
 
     def build_heads(self, m, opts: HeadOptions) -> None:
