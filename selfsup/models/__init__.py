@@ -1,7 +1,7 @@
-"""Models: backbones with named layers (registry ``BACKBONES``) and MLP heads built from spec strings."""
+"""Models: backbones with named layers (registry ``BACKBONES``, and ``torchvision:NAME``) and MLP heads built
+from spec strings."""
 
 from selfsup.models.backbones import (
-    BACKBONES,
     Backbone,
     BasicBlock1d,
     BasicBlock2d,
@@ -10,13 +10,17 @@ from selfsup.models.backbones import (
     MLPBackbone,
     SmallResNet,
     TorchvisionResNet,
+)
+from selfsup.models.equivariant import ConcatPredictor, HyperPredictor, SplitHead
+from selfsup.models.heads import build_mlp, head_depth, head_layer_outputs, head_output_dim, parse_spec
+from selfsup.models.library import TorchvisionBackbone
+from selfsup.models.registry import (
+    BACKBONES,
     backbone_options,
     build_backbone,
     check_backbone_options,
     get_backbone,
 )
-from selfsup.models.equivariant import ConcatPredictor, HyperPredictor, SplitHead
-from selfsup.models.heads import build_mlp, head_depth, head_layer_outputs, head_output_dim, parse_spec
 
 __all__ = [
     "BACKBONES",
@@ -28,6 +32,7 @@ __all__ = [
     "MLPBackbone",
     "SmallResNet",
     "TorchvisionResNet",
+    "TorchvisionBackbone",
     "backbone_options",
     "build_backbone",
     "check_backbone_options",

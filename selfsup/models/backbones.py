@@ -28,8 +28,6 @@ from torch import nn
 
 from selfsup.errors import ConfigError, ShapeError, did_you_mean, unknown_name
 from selfsup.models.heads import parse_spec
-from selfsup.options import accepted_options, check_options
-from selfsup.plugins import load_plugin, plugin_names
 
 
 def _as_shape(sample_shape: Sequence[int] | torch.Size, name: str) -> tuple[int, ...]:
@@ -497,41 +495,3 @@ def _resnet50(
     sample_shape: tuple[int, ...], small_input: bool | None = None, zero_init_residual: bool = False
 ):
     return TorchvisionResNet(sample_shape, "resnet50", small_input, zero_init_residual)
-
-
-BACKBONES: dict[str, Callable[..., Backbone]] = {
-    "conv1d": Conv1dResNet,
-    "convnet": ConvNet,
-    "resnet18": _resnet18,
-    "resnet50": _resnet50,
-    "mlp": MLPBackbone,
-}
-
-
-def get_backbone(name: str) -> Callable[..., Backbone]:
-    """A built-in backbone or one declared in the ``selfsup.backbones`` entry points (e.g. ``pde2d``)."""
-    builder = BACKBONES.get(name) or load_plugin("selfsup.backbones", name)
-    if builder is None:
-        raise unknown_name("backbone", name, [*BACKBONES, *plugin_names("selfsup.backbones")])
-    return builder
-
-
-def backbone_options(name: str) -> dict[str, object]:
-    """Keyword options of backbone ``name`` with their defaults (besides ``sample_shape``)."""
-    params = accepted_options(get_backbone(name), skip=("sample_shape",))
-    return {k: p.default for k, p in params.items()}
-
-
-def check_backbone_options(name: str, options: dict) -> None:
-    """Unknown or ill-typed options of backbone ``name`` raise :class:`ConfigError` (did-you-mean)."""
-    check_options(f"backbone '{name}'", options, get_backbone(name), skip=("sample_shape",))
-
-
-def build_backbone(name: str, sample_shape: Sequence[int] | torch.Size, **kwargs: object) -> Backbone:
-    """Build backbone ``name`` for samples of ``sample_shape`` (one sample, no batch dimension).
-
-    Unknown names and options raise :class:`ConfigError` (with did-you-mean); a ``sample_shape`` with the
-    wrong number of dimensions for the backbone raises :class:`ShapeError`.
-    """
-    check_backbone_options(name, kwargs)
-    return get_backbone(name)(_as_shape(sample_shape, name), **kwargs)
