@@ -1,15 +1,18 @@
-"""Backbones from another library: ``torchvision:NAME`` is any torchvision classification model with its
-classifier removed.
+"""Backbones from other libraries: ``torchvision:NAME`` (any torchvision classification model) and
+``timm:NAME`` (any timm model), each without its classifier.
 
-Its named layers are the model's top-level children (``conv1``, ``layer1`` ... for a ResNet; ``features``
-for VGG or EfficientNet; ``conv_proj`` and ``encoder`` for a ViT), read by forward hooks in one pass, then
-``pool``, the model's own output without its classifier (the pooled features; a ViT's class token). A feature
-map ``B x C x H x W`` is averaged over space; a token sequence ``B x T x D`` (a ViT's encoder) gives its
-class token (the layer's name) and the mean of its other tokens (``NAME.mean``).
+Named layers, read by forward hooks in one pass: a torchvision model's top-level children (``conv1``,
+``layer1`` ... for a ResNet; ``features`` for VGG or EfficientNet; ``conv_proj`` and ``encoder`` for a ViT);
+a timm model's feature modules (``feature_info``: ``act1``, ``layer1`` ... for a ResNet; ``blocks.0`` ...
+for a ViT) and its final ``norm``. Then ``pool``, the model's own output without its classifier (the pooled
+features; a ViT's class token). A feature map ``B x C x H x W`` is averaged over space; a token sequence
+``B x T x D`` gives its class token under the layer's name and the mean of its patch tokens as
+``NAME.mean`` (models without a class token: the mean only).
 
-``weights`` names a torchvision weights enum member (``IMAGENET1K_V1``; downloaded into
-``$TORCH_HOME/hub/checkpoints`` unless already there); ``weights_path`` loads a local file of the model's
-own state dict (classifier included, as torchvision saves it). Other options go to the model's constructor.
+``weights``: a torchvision weights enum member (``IMAGENET1K_V1``) or a timm pretrained tag
+(``augreg_in21k``), downloaded into the library's cache unless already there; ``weights_path``: a local file
+of the model's own weights (classifier included, as the library saves them). Other options go to the
+model's constructor and are checked by it.
 """
 
 from __future__ import annotations
@@ -67,40 +70,22 @@ def _remove_head(net: nn.Module, name: str) -> None:
     )
 
 
-def _reduce(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A layer's output as ``B x D``: feature maps averaged over space; token sequences as their first
-    (class) token, with the mean of the other tokens beside it."""
+def _reduce(x: torch.Tensor, prefix: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A layer's output as ``B x D``: feature maps averaged over space; token sequences as their class
+    token with the mean of the ``prefix``-free tokens beside it (no class token: that mean alone)."""
     if x.dim() == 3:
-        return x[:, 0], x[:, 1:].mean(dim=1)
+        return (x[:, 0], x[:, prefix:].mean(dim=1)) if prefix else (x.mean(dim=1), None)
     return (x.mean(dim=tuple(range(2, x.dim()))) if x.dim() > 2 else x), None
 
 
-class TorchvisionBackbone(Backbone):
-    """``torchvision:NAME``: a torchvision classification model without its classifier (module docstring)."""
+class LibraryBackbone(Backbone):
+    """A library's model ``net`` without its classifier; ``layers``: the submodules read by hooks, in the
+    order they run; ``prefix``: its number of class/register tokens."""
 
-    def __init__(
-        self,
-        sample_shape: tuple[int, ...],
-        name: str,
-        weights: str | None = None,
-        weights_path: str | None = None,
-        **model_options,
-    ) -> None:
-        from torchvision import models
-
-        check_torchvision(name, {"weights": weights, "weights_path": weights_path, **model_options})
-        if len(sample_shape) != 3 or sample_shape[0] != 3:
-            raise ConfigError(
-                f"torchvision:{name} takes RGB images, samples shaped (3, height, width); "
-                f"got {tuple(sample_shape)}"
-            )
-        net = models.get_model(name, weights=weights, **model_options)
-        if weights_path is not None:
-            _load_file(net, Path(weights_path).expanduser(), name)
-        _remove_head(net, name)
+    def __init__(self, net: nn.Module, sample_shape: tuple[int, ...], layers: list[str], prefix: int) -> None:
         nn.Module.__init__(self)
         self.net, self.sample_shape, self._exact_shape = net, tuple(sample_shape), False
-        self._children = [n for n, _ in net.named_children() if not isinstance(getattr(net, n), nn.Identity)]
+        self._hooked, self._prefix = layers, prefix
         was_training = net.training
         net.eval()
         with torch.no_grad():  # one pass over a dummy batch finds the layers and their widths
@@ -131,13 +116,13 @@ class TorchvisionBackbone(Backbone):
 
         def keep(name: str, out) -> None:  # reduced at once: a later in-place op may change ``out``
             if isinstance(out, torch.Tensor) and out.dim() >= 2:
-                feats[name], mean = _reduce(out)
+                feats[name], mean = _reduce(out, self._prefix)
                 if mean is not None:
                     feats[f"{name}.mean"] = mean
 
         hooks = [
-            getattr(self.net, n).register_forward_hook(lambda _m, _i, out, n=n: keep(n, out))
-            for n in self._children
+            self.net.get_submodule(n).register_forward_hook(lambda _m, _i, out, n=n: keep(n, out))
+            for n in self._hooked
             if probing or n in wanted or f"{n}.mean" in wanted
         ]
         try:
@@ -148,15 +133,105 @@ class TorchvisionBackbone(Backbone):
         return feats if probing else {k: feats[k] for k in wanted}
 
 
+class TorchvisionBackbone(LibraryBackbone):
+    """``torchvision:NAME``: a torchvision classification model without its classifier (module docstring)."""
+
+    def __init__(
+        self,
+        sample_shape: tuple[int, ...],
+        name: str,
+        weights: str | None = None,
+        weights_path: str | None = None,
+        **model_options,
+    ) -> None:
+        from torchvision import models
+
+        check_torchvision(name, {"weights": weights, "weights_path": weights_path, **model_options})
+        if len(sample_shape) != 3 or sample_shape[0] != 3:
+            raise ConfigError(
+                f"torchvision:{name} takes RGB images, samples shaped (3, height, width); "
+                f"got {tuple(sample_shape)}"
+            )
+        net = models.get_model(name, weights=weights, **model_options)
+        if weights_path is not None:
+            _load_file(net, Path(weights_path).expanduser(), f"torchvision:{name}")
+        _remove_head(net, name)
+        children = [n for n, m in net.named_children() if not isinstance(m, nn.Identity)]
+        super().__init__(net, sample_shape, children, prefix=1 if hasattr(net, "class_token") else 0)
+
+
 def _load_file(net: nn.Module, path: Path, name: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # weights_only refuses pickled code; anything else is not a state dict
-        raise ConfigError(f"torchvision:{name}: weights_path '{path}' is not a state dict: {err}") from None
+        raise ConfigError(f"{name}: weights_path '{path}' is not a state dict: {err}") from None
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
+        raise ConfigError(f"{name}: weights_path '{path}' is for another architecture ({first})") from None
+
+
+TIMM_PREFIX = "timm:"
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
         raise ConfigError(
-            f"torchvision:{name}: weights_path '{path}' is for another architecture ({first})"
+            "model.backbone=timm:... needs the timm package: pip install 'selfsup[timm]'"
         ) from None
+    return timm
+
+
+def check_timm(name: str, options: dict) -> None:
+    """The model exists (did-you-mean from timm's list), ``weights_path`` is a file, and timm's constructor
+    accepts the other options (built on the meta device)."""
+    timm = _timm()
+    base = name.split(".")[0]  # "vit_tiny_patch16_224.augreg_in21k": a model and a pretrained tag
+    if not timm.is_model(base):
+        raise unknown_name("timm model", base, timm.list_models())
+    options = dict(options)
+    options.pop("weights", None)
+    path = options.pop("weights_path", None)
+    if path is not None and not Path(path).expanduser().is_file():
+        raise ConfigError(f"timm:{name}: weights_path '{path}' is not a file")
+    try:
+        with torch.device("meta"):
+            timm.create_model(base, pretrained=False, num_classes=0, **options)
+    except TypeError as err:
+        raise ConfigError(f"backbone 'timm:{name}': {err}") from None
+
+
+class TimmBackbone(LibraryBackbone):
+    """``timm:NAME``: any timm model with ``num_classes=0`` (its pooled features), ``in_chans`` set to the
+    samples' channels unless given (module docstring)."""
+
+    def __init__(
+        self,
+        sample_shape: tuple[int, ...],
+        name: str,
+        weights: str | None = None,
+        weights_path: str | None = None,
+        **model_options,
+    ) -> None:
+        timm = _timm()
+        check_timm(name, {"weights_path": weights_path, **model_options})
+        if len(sample_shape) != 3:
+            raise ConfigError(f"timm:{name} takes images, samples shaped (channels, height, width)")
+        model_options.setdefault("in_chans", sample_shape[0])
+        full = f"{name}.{weights}" if weights and "." not in name else name
+        pretrained = bool(weights or weights_path or "." in name)
+        overlay = {"file": str(Path(weights_path).expanduser())} if weights_path else None
+        try:
+            net = timm.create_model(
+                full, pretrained=pretrained, pretrained_cfg_overlay=overlay, num_classes=0, **model_options
+            )
+        except RuntimeError as err:  # weights of another architecture, or not found
+            first = str(err).splitlines()[0]
+            raise ConfigError(f"timm:{full}: its weights do not load ({first})") from None
+        layers = [info["module"] for info in getattr(net, "feature_info", [])]
+        if isinstance(getattr(net, "norm", None), nn.Module) and not isinstance(net.norm, nn.Identity):
+            layers.append("norm")
+        super().__init__(net, sample_shape, layers, prefix=int(getattr(net, "num_prefix_tokens", 0)))

@@ -1,4 +1,5 @@
-"""The backbone registry: the built-in table, ``torchvision:NAME`` (:mod:`selfsup.models.library`), then
+"""The backbone registry: the built-in table, ``torchvision:NAME`` and ``timm:NAME``
+(:mod:`selfsup.models.library`), then
 the ``selfsup.backbones`` entry points (:mod:`selfsup.plugins`)."""
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from selfsup.models.backbones import (
     _resnet18,
     _resnet50,
 )
-from selfsup.models.library import PREFIX, TorchvisionBackbone, check_torchvision
+from selfsup.models.library import (
+    PREFIX,
+    TIMM_PREFIX,
+    TimmBackbone,
+    TorchvisionBackbone,
+    check_timm,
+    check_torchvision,
+)
 from selfsup.options import accepted_options, check_options
 from selfsup.plugins import load_plugin, plugin_names
 
@@ -36,6 +44,8 @@ def get_backbone(name: str) -> Callable[..., Backbone]:
     (e.g. ``pde2d``)."""
     if name.startswith(PREFIX):
         return functools.partial(TorchvisionBackbone, name=name[len(PREFIX) :])
+    if name.startswith(TIMM_PREFIX):
+        return functools.partial(TimmBackbone, name=name[len(TIMM_PREFIX) :])
     builder = BACKBONES.get(name) or load_plugin("selfsup.backbones", name)
     if builder is None:
         raise unknown_name("backbone", name, [*BACKBONES, *plugin_names("selfsup.backbones")])
@@ -53,6 +63,8 @@ def check_backbone_options(name: str, options: dict) -> None:
     library's model is checked by that library (its constructor's signature)."""
     if name.startswith(PREFIX):
         return check_torchvision(name[len(PREFIX) :], options)
+    if name.startswith(TIMM_PREFIX):
+        return check_timm(name[len(TIMM_PREFIX) :], options)
     check_options(f"backbone '{name}'", options, get_backbone(name), skip=("sample_shape",))
 
 

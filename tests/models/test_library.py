@@ -120,3 +120,65 @@ def test_a_torchvision_backbone_trains_and_reports_its_layers(tmp_path, monkeypa
         and "Did you mean 'resnet18'" in bad.output
         and not (tmp_path / "runs" / "b").exists()
     )
+
+
+TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 3, "embed_dim": 48, "num_heads": 3}
+
+
+def test_a_timm_vit_names_its_blocks_and_gives_class_and_mean_tokens():
+    b = build_backbone("timm:vit_tiny_patch16_224", (3, 32, 32), **TINY_VIT).eval()
+    blocks = [n for i in range(3) for n in (f"blocks.{i}", f"blocks.{i}.mean")]
+    assert b.layer_names == [*blocks, "norm", "norm.mean", "pool"] and b.out_dim == 48
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = b.forward_layers(x)
+        tokens = b.net.forward_features(x)  # timm's own: 1 class token + 16 patch tokens, normalised
+    assert tokens.shape == (2, 17, 48)
+    assert torch.allclose(feats["norm"], tokens[:, 0]) and torch.allclose(
+        feats["norm.mean"], tokens[:, 1:].mean(1)
+    )
+    assert torch.allclose(feats["pool"], b(x)) and torch.allclose(b(x), tokens[:, 0])
+
+
+def test_a_timm_cnn_takes_the_samples_channels():
+    b = build_backbone("timm:resnet18", (1, 16, 16))
+    assert b.layer_names == ["act1", "layer1", "layer2", "layer3", "layer4", "pool"] and b.out_dim == 512
+
+
+def test_timm_weights_come_from_a_local_file(tmp_path):
+    import timm
+
+    full = timm.create_model("vit_tiny_patch16_224", **TINY_VIT)  # with its classifier, as timm saves it
+    torch.save(full.state_dict(), tmp_path / "vit.pth")
+    b = build_backbone(
+        "timm:vit_tiny_patch16_224", (3, 32, 32), weights_path=str(tmp_path / "vit.pth"), **TINY_VIT
+    )
+    mine = b.net.state_dict()
+    assert mine and all(torch.equal(v, full.state_dict()[k]) for k, v in mine.items())
+    other = timm.create_model(
+        "vit_tiny_patch16_224", img_size=32, patch_size=8, depth=3, embed_dim=24, num_heads=3
+    )
+    torch.save(other.state_dict(), tmp_path / "other.pth")
+    with pytest.raises(ConfigError, match="its weights do not load"):
+        build_backbone(
+            "timm:vit_tiny_patch16_224", (3, 32, 32), weights_path=str(tmp_path / "other.pth"), **TINY_VIT
+        )
+
+
+@pytest.mark.parametrize(
+    "name,options,message",
+    [
+        ("timm:vit_tiny_patch16_22", {}, "Did you mean 'vit_tiny_patch16_224'"),
+        ("timm:resnet18", {"num_clases": 3}, "num_clases"),
+        ("timm:resnet18", {"weights_path": "nowhere.pth"}, "is not a file"),
+    ],
+)
+def test_timm_mistakes_are_config_errors(name, options, message):
+    with pytest.raises(ConfigError, match=message):
+        build_backbone(name, (3, 32, 32), **options)
+
+
+def test_a_missing_timm_is_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "timm", None)  # import timm now fails
+    with pytest.raises(ConfigError, match=r"pip install 'selfsup\[timm\]'"):
+        build_backbone("timm:resnet18", (3, 32, 32))

@@ -294,7 +294,8 @@ def test_nproc_inside_torchrun_is_refused(monkeypatch):
 
 MULTI_WORKER = str(Path(__file__).with_name("ddp_multi_worker.py"))
 # The methods with state beyond their weights: queues (MoCo v2, NNCLR's support set, SwAV's), a momentum
-# encoder (MoCo v3), a centre and a frozen last layer (DINO), Sinkhorn over the global batch (SwAV).
+# encoder (MoCo v3), a centre and a frozen last layer (DINO), Sinkhorn over the global batch (SwAV); and a
+# backbone from timm.
 STATEFUL = {
     "mocov2": ["method.name=mocov2", "method.params={queue_size: 256}", "method.ema_base=0.99"],
     "mocov3": ["method.name=mocov3", "method.params={temperature: 0.2}"],
@@ -303,6 +304,14 @@ STATEFUL = {
     "swav": [
         "method.name=swav",
         "method.params={n_prototypes: 32, freeze_prototypes_steps: 5, queue_length: 256}",
+    ],
+    # and a timm backbone (a ViT: LayerNorm, no BatchNorm) in the same launches
+    "timm-vit": [
+        "method.name=vicreg",
+        "optim.name=lars",
+        "optim.lr=0.3",
+        "model.backbone=timm:vit_tiny_patch16_224",
+        "model.backbone_args={img_size: 8, patch_size: 4, depth: 2, embed_dim: 32, num_heads: 2}",
     ],
 }
 
