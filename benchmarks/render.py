@@ -476,6 +476,35 @@ def methods_cookbook() -> str:
     return table(heads, out) + note + source(name)
 
 
+def vit_objects3d() -> str:
+    """A timm ViT and the convnet preset on objects3d, with the ViT at random initialisation."""
+    name = "vit_objects3d.json"
+    res = load(name)["results"]
+    rand = res["random_init_vit"]
+    rows = [["ViT at random initialisation", pct(rand["linear_acc"]), pct(rand["knn_acc"]), None, None, None]]
+    for model, r in res["runs"].items():
+        reach = r["seconds_to_vit_final_online_acc"]
+        rows.append(
+            [
+                f"{model} (`{r['config']}`, {r['epochs']} epochs)",
+                pct(r["linear_acc"]),
+                pct(r["knn_acc"]),
+                f"{r['rankme_backbone']:.1f}",
+                f"{r['wall_s']:.0f} s",
+                "not reached" if reach is None else f"{reach:.0f} s",
+            ]
+        )
+    heads = [
+        "backbone",
+        "linear probe",
+        "kNN (k=20)",
+        "RankMe (backbone)",
+        "wall time",
+        f"training time to the ViT's final online probe ({pct(res['vit_final_online_acc'])})",
+    ]
+    return table(heads, rows) + source(name)
+
+
 def lejepa_main() -> str:
     return main_job("bench_main_job.json", ("lejepa", "main", "main-earlier-run"))
 
@@ -765,6 +794,7 @@ TABLES: dict[str, Callable[[], str]] = {
         methods_10,
         methods_30,
         methods_cookbook,
+        vit_objects3d,
         lejepa_main,
         lejepa_tuning,
         pde_rollout,
