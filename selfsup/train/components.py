@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from selfsup import config as C
-from selfsup.data import DataSplits, load_dataset, monitor_indices
+from selfsup.data import DataSplits, dataset_default_views, load_dataset, monitor_indices
 from selfsup.data.stream import as_float, take, worker_count
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import SSLModel, get_method
@@ -124,7 +124,12 @@ def build(cfg: C.RunConfig, data: DataSplits | None = None, init_weights: bool =
 
 def build_views_of(cfg: C.RunConfig, data: DataSplits) -> nn.Module:
     """The run's views: one augmentation module per view, or the ``pairs`` of a dataset with factors."""
-    recipe = cfg.data.views or data.info.get("default_views") or default_recipe(data.sample_shape)
+    recipe = (
+        cfg.data.views
+        or data.info.get("default_views")
+        or dataset_default_views(cfg.data.dataset)  # the entry's, which the config check validated
+        or default_recipe(data.sample_shape)
+    )
     view_args = dict(cfg.data.view_args)
     if recipe == data.info.get("default_views"):  # e.g. the PDE datasets fill in view_args.equation
         view_args = {**data.info.get("view_args", {}), **view_args}

@@ -369,3 +369,19 @@ def test_kornia_views_train_in_one_process(tmp_path):
     result = runner.invoke(app, [*args, "data.view_args={backend: kornia}"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "k" / "summary.json").is_file()
+
+
+def test_a_datasets_own_default_views_are_the_ones_trained_with(monkeypatch):
+    """The entry's ``default_views`` (what the config check validated ``data.view_args`` against) wins over
+    the shape's default when the loaded data does not name one."""
+    from selfsup import config as C
+    from selfsup.data import DataSplits, load_dataset
+    from selfsup.train import components
+
+    digits = load_dataset("digits")
+    data = DataSplits("digits", "image", digits.train, None, 10, digits.sample_shape)  # no info
+    used = []
+    monkeypatch.setattr(components, "build_view_set", lambda recipe, *a, **k: used.append(recipe))
+    monkeypatch.setattr(components, "dataset_default_views", lambda spec: "byol")  # an entry's own choice
+    components.build_views_of(C.resolve(None, TINY), data)
+    assert used == ["byol"]  # not "small-image", the default for 8 x 8 samples
