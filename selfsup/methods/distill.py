@@ -8,9 +8,8 @@ import itertools
 import torch
 
 from selfsup import criteria
-from selfsup.methods.ema import make_teacher
-from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe
-from selfsup.models import build_mlp, head_output_dim
+from selfsup.methods.ema import make_teacher, teacher_projection
+from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe, build_predictor
 
 
 class PredictTarget(MethodKind):
@@ -23,9 +22,7 @@ class PredictTarget(MethodKind):
         self.ema = ema
 
     def build_heads(self, m, opts: HeadOptions) -> None:
-        proj_dim = head_output_dim(m.projector, m.backbone.out_dim)
-        spec = opts.predictor or m.recipe.predictor
-        m.predictor = build_mlp(proj_dim, spec, last_bias=True, batch_norm=opts.head_batch_norm)
+        m.predictor = build_predictor(m, opts)
         if self.ema:
             make_teacher(m, ("backbone", "projector"))
 
@@ -33,8 +30,7 @@ class PredictTarget(MethodKind):
         z = [m.projector(h) for h in feats]
         preds = [m.predictor(zi) for zi in z]
         if m.target is not None:
-            with torch.no_grad():
-                z = [m.target["projector"](m.target["backbone"](v)) for v in views]
+            z = [teacher_projection(m, v) for v in views]
         pairs = list(itertools.permutations(range(len(z)), 2))
         n_unordered = len(pairs) // 2
         return sum(m.recipe.criterion(preds[i], z[j], **m.criterion_options) for i, j in pairs) / n_unordered

@@ -28,6 +28,12 @@ def make_teacher(m: nn.Module, names: Sequence[str]) -> None:
 
 
 @torch.no_grad()
+def teacher_projection(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The teacher's projection of ``x`` (its backbone, then its projector), without gradient."""
+    return m.target["projector"](m.target["backbone"](x))
+
+
+@torch.no_grad()
 def update_teacher(m: nn.Module, tau: float) -> None:
     """One EMA step of ``m.target`` towards the online modules of the same names."""
     names = list(m.target.keys())

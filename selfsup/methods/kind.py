@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from selfsup.methods.ema import ema_momentum
-from selfsup.models import build_mlp
+from selfsup.models import build_mlp, head_output_dim
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,14 @@ class MethodKind:
         """The :attr:`run_metrics` of the projected monitor views ``z`` (V x N x K), in batches of
         ``batch_size`` samples as in training."""
         return {}
+
+
+def build_predictor(m: nn.Module, opts: HeadOptions, last_bias: bool = True) -> nn.Module:
+    """The predictor MLP on the projector's output (BYOL, SimSiam, MoCo v3, NNCLR): ``model.predictor``'s
+    widths, else the recipe's."""
+    proj_dim = head_output_dim(m.projector, m.backbone.out_dim)
+    spec = opts.predictor or m.recipe.predictor
+    return build_mlp(proj_dim, spec, last_bias=last_bias, batch_norm=opts.head_batch_norm)
 
 
 @dataclass(frozen=True, kw_only=True)

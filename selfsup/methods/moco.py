@@ -8,16 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from selfsup import criteria
-from selfsup.methods.ema import make_teacher
-from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe
+from selfsup.methods.ema import make_teacher, teacher_projection
+from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe, build_predictor
 from selfsup.methods.memory import make_queue, push
-from selfsup.models import build_mlp, head_output_dim
+from selfsup.models import head_output_dim
 from selfsup.options import int_at_least
-
-
-def _teacher_projection(m, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return m.target["projector"](m.target["backbone"](x))
 
 
 def _unit_rows(*shape: int) -> torch.Tensor:
@@ -47,7 +42,7 @@ class QueueContrast(MethodKind):
         return [m.backbone(views[0])]  # view 2 only goes through the momentum encoder
 
     def loss(self, m, feats, views, index, transform) -> torch.Tensor:
-        k = _teacher_projection(m, views[1])
+        k = teacher_projection(m, views[1])
         loss = m.recipe.criterion(m.projector(feats[0]), k, m.queue.clone(), **m.criterion_options)
         push(m, "queue", F.normalize(k.float(), dim=1))
         return loss
@@ -58,14 +53,12 @@ class MomentumContrast(MethodKind):
     both directions, the global batch as negatives; cosine momentum schedule from ``ema_base``."""
 
     def build_heads(self, m, opts: HeadOptions) -> None:
-        proj_dim = head_output_dim(m.projector, m.backbone.out_dim)
-        spec = opts.predictor or m.recipe.predictor
-        m.predictor = build_mlp(proj_dim, spec, batch_norm=opts.head_batch_norm)
+        m.predictor = build_predictor(m, opts, last_bias=False)
         make_teacher(m, ("backbone", "projector"))
 
     def loss(self, m, feats, views, index, transform) -> torch.Tensor:
         q1, q2 = (m.predictor(m.projector(h)) for h in feats[:2])
-        k1, k2 = (_teacher_projection(m, v) for v in views[:2])
+        k1, k2 = (teacher_projection(m, v) for v in views[:2])
         fn, options = m.recipe.criterion, m.criterion_options
         return fn(q1, k2, **options) + fn(q2, k1, **options)
 
@@ -80,9 +73,8 @@ class NearestNeighbourContrast(MethodKind):
         return {"support_size": int_at_least("support_size", support_size, 1)}
 
     def build_heads(self, m, opts: HeadOptions) -> None:
+        m.predictor = build_predictor(m, opts)
         proj_dim = head_output_dim(m.projector, m.backbone.out_dim)
-        spec = opts.predictor or m.recipe.predictor
-        m.predictor = build_mlp(proj_dim, spec, last_bias=True, batch_norm=opts.head_batch_norm)
         make_queue(m, "support", (m.options["support_size"], proj_dim), opts.batch_size, init=_unit_rows)
 
     def loss(self, m, feats, views, index, transform) -> torch.Tensor:

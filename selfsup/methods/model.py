@@ -12,7 +12,7 @@ from torch import nn
 from selfsup.errors import unknown_name
 from selfsup.methods.ema import update_teacher
 from selfsup.methods.kind import HeadOptions, MethodRecipe
-from selfsup.methods.registry import check_method_params, split_params
+from selfsup.methods.registry import check_method_params
 from selfsup.models import Backbone, head_depth, head_layer_outputs
 
 
@@ -44,11 +44,10 @@ class SSLModel(nn.Module):
         **options,
     ):
         super().__init__()
-        check_method_params(recipe, params or {})
         opts = HeadOptions(predictor=predictor, **options)
         self.recipe, self.kind = recipe, recipe.kind
-        self.params = {**recipe.params, **(params or {})}
-        of_criterion, of_kind = split_params(recipe, self.params)
+        self.params = {**recipe.params, **(params or {})}  # the recipe's (paper) values, then the run's
+        of_criterion, of_kind = check_method_params(recipe, self.params)
         self._criterion_params, self.options = of_criterion, recipe.kind.options(**of_kind)
         self.backbone = backbone
         self.n_global = opts.n_global  # the first n_global views are the global ones

@@ -64,9 +64,9 @@ def split_params(recipe: MethodRecipe, params: dict) -> tuple[dict, dict]:
     }
 
 
-def check_method_params(recipe: MethodRecipe, params: dict) -> None:
+def check_method_params(recipe: MethodRecipe, params: dict) -> tuple[dict, dict]:
     """``method.params`` must be keyword options of the recipe's criterion or of its kind, with values of
-    the right type and in range."""
+    the right type and in range; returns them split as :func:`split_params` does."""
     of_criterion, of_kind = split_params(recipe, params)
     where = f"method '{recipe.name}'"
     check_options(where, of_criterion, recipe.criterion)
@@ -77,3 +77,4 @@ def check_method_params(recipe: MethodRecipe, params: dict) -> None:
         recipe.kind.options(**of_kind)
     except SelfsupError as err:
         raise ConfigError(f"method '{recipe.name}': {err}") from None
+    return of_criterion, of_kind

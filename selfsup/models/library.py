@@ -40,8 +40,9 @@ def check_torchvision(name: str, options: dict) -> None:
     options are accepted by its constructor (built on the meta device: no memory, no time)."""
     from torchvision import models
 
-    if name not in torchvision_names():
-        raise unknown_name("torchvision model", name, torchvision_names())
+    names = torchvision_names()
+    if name not in names:
+        raise unknown_name("torchvision model", name, names)
     options = dict(options)
     weights, path = options.pop("weights", None), options.pop("weights_path", None)
     if weights is not None:
