@@ -44,7 +44,7 @@ class ModelConfig(_Section):
     equivariant_dim: int | None = Field(None, ge=1)  # SIE: last dims of the backbone output; None -> half
     head_batch_norm: bool = True  # BatchNorm between the head layers (the papers' heads)
     sync_bn: bool | None = None  # SyncBatchNorm across processes; None -> on with CUDA and 2+ processes
-    init_from: str | None = None  # the backbone's starting weights: a run directory or a state-dict file
+    init_from: str | None = None  # starting weights: a run or export directory, a weights file
 
 
 class MethodConfig(_Section):

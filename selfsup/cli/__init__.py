@@ -3,7 +3,7 @@
 =====================  ============================================================================
 module                 commands
 =====================  ============================================================================
-:mod:`.runs`           ``train``, ``embed``, ``probe``, ``report``
+:mod:`.runs`           ``train``, ``embed``, ``probe``, ``report``, ``export``
 :mod:`.evaluations`    ``quality``, ``layers``, ``equivariance``, ``robustness``
 :mod:`.sweeps`         ``sweep`` (and ``sweep summary``), ``select-epoch``
 :mod:`.catalog`        ``datasets``, ``methods``
@@ -35,6 +35,7 @@ app.command(context_settings={"allow_extra_args": False})(runs.train)
 app.command()(runs.embed)
 app.command()(runs.probe)
 app.command()(runs.report)
+app.command()(runs.export)
 app.command()(evaluations.quality)
 app.command()(evaluations.layers)
 app.command("select-epoch")(sweeps.select_epoch)

@@ -1,4 +1,5 @@
-"""Commands on one run: ``train`` it, ``embed`` data with it, ``probe`` it, redraw its ``report``."""
+"""Commands on one run: ``train`` it, ``embed`` data with it, ``probe`` it, redraw its ``report``, ``export``
+its backbone."""
 
 from __future__ import annotations
 
@@ -150,3 +151,27 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory")):
     if not (run_dir / "summary.json").is_file():
         raise SelfsupError(f"'{run_dir}' has no summary.json; is it a finished run directory?")
     console.print(f"wrote {write_run_report(run_dir)}")
+
+
+@user_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="a run directory"),
+    fmt: str = typer.Option(..., "--format", "-f", help="torchvision, timm, safetensors or onnx"),
+    output: Path = typer.Option(None, "-o", "--output", help="export directory (default: RUN/export-FORMAT)"),
+    epoch: str = typer.Option("last", "--epoch", help="last, auto (label-free, as select-epoch) or a number"),
+    layer: str = typer.Option(
+        "backbone", "--layer", help="a backbone layer, backbone (its output) or auto (label-free pick)"
+    ),
+    no_probes: bool = typer.Option(False, "--no-probes", help="no linear / kNN probes in the model card"),
+):
+    """Export a run's backbone in its library's format (torchvision, timm), as safetensors or as ONNX,
+    with a model card (README.md and card.json): what was trained, every layer's label-free metrics and
+    probes, and how to rebuild it with the library alone."""
+    from selfsup.export import export_run
+
+    out = export_run(run_dir, fmt, output, epoch=epoch, layer=layer, probes=not no_probes)
+    card = json.loads((out / "card.json").read_text())
+    console.print(
+        f"wrote {out / card['weights']} (epoch {card['epoch']['epoch']}, layer '{card['layer']['name']}') "
+        f"and its model card {out / 'README.md'}"
+    )

@@ -18,12 +18,21 @@ from selfsup.methods import resolve_layer
 def evaluate_layers(
     run_dir: str | Path, layers: list[str] | None = None, probes: bool = True
 ) -> dict[str, Any]:
-    from selfsup.probes import knn_probe, linear_probe
-    from selfsup.quality import METRICS, quality_report
-    from selfsup.train import embed, load_run, monitor_subset
-    from selfsup.train.components import workers
+    """Every layer's scores (``layers``: only these) of the run's newest checkpoint."""
+    from selfsup.train import load_run
 
     c, path = load_run(run_dir)
+    return score_layers(c, path, layers, probes)
+
+
+def score_layers(c, path: Path, layers: list[str] | None = None, probes: bool = True) -> dict[str, Any]:
+    """:func:`evaluate_layers` of loaded components ``c`` (:func:`selfsup.train.load_run`), whose weights are
+    those of checkpoint ``path``."""
+    from selfsup.probes import knn_probe, linear_probe
+    from selfsup.quality import METRICS, quality_report
+    from selfsup.train import embed, monitor_subset
+    from selfsup.train.components import workers
+
     names = c.model.layer_names
     chosen = {resolve_layer(name, names) for name in layers or names}
     wanted = [n for n in names if n in chosen]
@@ -58,7 +67,7 @@ def evaluate_layers(
         rows.append(row)
 
     result: dict[str, Any] = {
-        "run_dir": str(run_dir),
+        "run_dir": str(path.parent.parent),
         "checkpoint": path.name,
         "method": c.cfg.method.name,
         "dataset": data.name,

@@ -61,11 +61,12 @@ def check_torchvision(name: str, options: dict) -> None:
         raise ConfigError(f"backbone 'torchvision:{name}': {err}") from None
 
 
-def _remove_head(net: nn.Module, name: str) -> None:
+def _remove_head(net: nn.Module, name: str) -> str:
+    """Replace the classifier by ``nn.Identity``; return its attribute's name."""
     for attr in _HEADS:
         if isinstance(getattr(net, attr, None), nn.Module):
             setattr(net, attr, nn.Identity())
-            return
+            return attr
     raise SelfsupError(
         f"torchvision:{name} has no classifier named {', '.join(_HEADS)}; it is not a classifier"
     )
@@ -81,7 +82,15 @@ def _reduce(x: torch.Tensor, prefix: int) -> tuple[torch.Tensor, torch.Tensor | 
 
 class LibraryBackbone(Backbone):
     """A library's model ``net`` without its classifier; ``layers``: the submodules read by hooks, in the
-    order they run; ``prefix``: its number of class/register tokens."""
+    order they run; ``prefix``: its number of class/register tokens.
+
+    ``library``, ``build`` and ``head`` say how the library alone rebuilds ``net`` (the export's card):
+    ``torchvision.models.get_model(**build)`` then its ``head`` attribute set to ``nn.Identity()``, or
+    ``timm.create_model(**build)``; ``net``'s state dict then loads strictly."""
+
+    library: str
+    build: dict
+    head: str | None = None
 
     def __init__(self, net: nn.Module, sample_shape: tuple[int, ...], layers: list[str], prefix: int) -> None:
         nn.Module.__init__(self)
@@ -156,9 +165,10 @@ class TorchvisionBackbone(LibraryBackbone):
         net = models.get_model(name, weights=weights, **model_options)
         if weights_path is not None:
             _load_file(net, Path(weights_path).expanduser(), f"torchvision:{name}")
-        _remove_head(net, name)
+        head = _remove_head(net, name)
         children = [n for n, m in net.named_children() if not isinstance(m, nn.Identity)]
         super().__init__(net, sample_shape, children, prefix=1 if hasattr(net, "class_token") else 0)
+        self.library, self.build, self.head = "torchvision", {"name": name, **model_options}, head
 
 
 def _load_file(net: nn.Module, path: Path, name: str) -> None:
@@ -236,3 +246,5 @@ class TimmBackbone(LibraryBackbone):
         if isinstance(getattr(net, "norm", None), nn.Module) and not isinstance(net.norm, nn.Identity):
             layers.append("norm")
         super().__init__(net, sample_shape, layers, prefix=int(getattr(net, "num_prefix_tokens", 0)))
+        self.library = "timm"
+        self.build = {"model_name": name.split(".")[0], "num_classes": 0, **model_options}

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from selfsup.errors import CheckpointError
+from selfsup.models.exported import is_export, read_export, read_state_dict
 
 MAGIC = b"SELFSUP-CKPT-1\n"
 _NAME = re.compile(r"^epoch-(\d+)\.ckpt$")
@@ -109,10 +110,15 @@ def prune(directory: str | Path, keep: int) -> None:
 
 
 def _backbone_state(source: Path) -> dict:
-    """The backbone weights in a run directory (its newest good checkpoint) or a file: a selfsup checkpoint,
-    or a state dict saved with ``torch.save`` (keys with or without the ``backbone.`` prefix)."""
-    if source.is_dir():
+    """The backbone weights in a run directory (its newest good checkpoint), an export directory
+    (``selfsup export``), or a file: a selfsup checkpoint, a ``.safetensors`` file, or a state dict saved with
+    ``torch.save`` (keys with or without the ``backbone.`` prefix)."""
+    if is_export(source):
+        state = read_export(source)[0]
+    elif source.is_dir():
         state = load_latest(source / "checkpoints")[0]["model"]
+    elif source.suffix == ".safetensors":
+        state = read_state_dict(source)
     elif source.read_bytes()[: len(MAGIC)] == MAGIC:
         state = load_checkpoint(source)["model"]
     else:
@@ -138,6 +144,8 @@ def init_backbone(backbone: torch.nn.Module, source: str | Path) -> None:
         )
     state = _backbone_state(path)
     own = backbone.state_dict()
+    if all(k.startswith("net.") for k in own) and not any(k.startswith("net.") for k in state):
+        state = {f"net.{k}": v for k, v in state.items()}  # a library's own file for a library backbone
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or wrong:

@@ -172,9 +172,11 @@ def check_batch_size(cfg: C.RunConfig, data: DataSplits) -> None:
         )
 
 
-def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Components, Path]:
-    """A trained run: its config, data and model with the newest good checkpoint's weights (and that
-    checkpoint's path). ``device`` overrides the run's ``train.device``."""
+def load_run(
+    run_dir: str | Path, device: str | None = None, checkpoint: str | Path | None = None
+) -> tuple[Components, Path]:
+    """A trained run: its config, data and model with the newest good checkpoint's weights (or those of
+    ``checkpoint``, one of its files), and that checkpoint's path. ``device`` overrides ``train.device``."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise SelfsupError(f"'{run_dir}' is not a run directory (no config.yaml)")
@@ -182,7 +184,11 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[Components
     if device is not None:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": device})})
     c = build(cfg, init_weights=False)  # the checkpoint's weights follow
-    state, path = ckpt.load_latest(run_dir / "checkpoints", map_location=c.device)
+    if checkpoint is None:
+        state, path = ckpt.load_latest(run_dir / "checkpoints", map_location=c.device)
+    else:
+        path = Path(checkpoint)
+        state = ckpt.load_checkpoint(path, map_location=c.device)
     check_checkpoint_config(state, cfg, run_dir, path)
     c.model.load_state_dict(state["model"])
     return c, path
