@@ -401,6 +401,35 @@ def layers() -> str:
     return table(["layer", "dim", "RankMe", "linear probe", "kNN"], rows) + source("layers-mnist1d.json")
 
 
+def layer_rule() -> str:
+    res = load("layer_rule.json")["results"]
+    rows = []
+    for name, s in res["presets"].items():
+        acc = {r["layer"]: r["linear_acc"] for r in s["layers"]}
+        rule, width = s["rule"], s["rankme_per_width"]
+        rows.append(
+            [
+                name,
+                f"{s['best']} ({pct(acc[s['best']])})",
+                f"{rule['pick']} ({pct(acc[rule['pick']])})",
+                f"{rule['gap_points']:.1f}",
+                f"{width['pick']} ({pct(acc[width['pick']])})",
+                f"{width['gap_points']:.1f}",
+                f"{s['output_gap_points']:.1f}",
+            ]
+        )
+    heads = [
+        "preset",
+        "best layer (linear probe)",
+        "label-free pick",
+        "gap (points)",
+        "RankMe / width pick (tried first)",
+        "its gap",
+        "backbone output's gap",
+    ]
+    return table(heads, rows) + source("layer_rule.json")
+
+
 # --------------------------------------------------------------------------------------------- methods
 
 
@@ -791,6 +820,7 @@ TABLES: dict[str, Callable[[], str]] = {
         selection_short,
         lejepa_correlations,
         layers,
+        layer_rule,
         methods_10,
         methods_30,
         methods_cookbook,

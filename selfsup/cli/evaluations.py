@@ -110,13 +110,19 @@ def layers(
     """Quality (RankMe ...) and probe accuracy of every backbone and projector layer (Guillotine)."""
     from selfsup.evaluate.layers import evaluate_layers
     from selfsup.report.layer_outputs import layers_table, write_layers
+    from selfsup.select.layers import pick_layer
 
     result = evaluate_layers(run_dir, layers=layer or None, probes=not no_probes)
+    if any(r["part"] == "backbone" for r in result["layers"]):
+        result["label_free_layer"] = pick_layer(result)  # what `selfsup export --layer auto` cuts at
     jpath, ppath = write_layers(run_dir, result)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     show(layers_table(result))
+    if "label_free_layer" in result:
+        pick = result["label_free_layer"]
+        console.print(f"label-free pick: {pick['pick']} ({pick['rule']})")
     if not result["labelled"] and not no_probes:
         err_console.print("note: the dataset has no labelled test split: probes skipped")
     console.print(f"wrote {jpath} and {ppath}")

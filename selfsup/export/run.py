@@ -112,7 +112,8 @@ def choose_layer(c, scores: dict, layer: str) -> dict:
     backbone = c.model.backbone
     if layer == "auto":
         picked = pick_layer(scores)
-        name, rule, extra = picked["pick"], picked["rule"], {"scores": picked["scores"]}
+        name, rule = picked["pick"], picked["rule"]
+        extra = {"scores": picked["scores"], "tied": picked["tied"]}
     else:
         name = resolve_layer(layer, c.model.layer_names)
         if name not in backbone.layer_names:

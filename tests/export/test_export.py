@@ -139,7 +139,9 @@ def test_label_free_epoch_and_layer(runs, tmp_path):
     assert card["epoch"]["epoch"] == select_epoch(runs["tv"])["pick"]  # every checkpoint is kept
     assert "select-epoch" in card["epoch"]["rule"] and len(card["epoch"]["scores"]) == 3
     layer = card["layer"]
-    assert layer["rule"] == LAYER_RULE and layer["name"] == max(layer["scores"], key=layer["scores"].get)
+    best = max(layer["scores"].values())  # the deepest layer within 1 % of the highest RankMe
+    assert layer["rule"] == LAYER_RULE and layer["name"] == layer["tied"][-1]
+    assert layer["tied"] == [k for k, v in layer["scores"].items() if v >= 0.99 * best]
     readme = (tmp_path / "auto" / "README.md").read_text()
     assert f"`{layer['name']}`" in readme and LAYER_RULE in readme
     cut = selfsup.load_backbone(runs["tv"], layer=layer["name"])  # what the ONNX graph outputs
@@ -151,16 +153,20 @@ def test_label_free_epoch_and_layer(runs, tmp_path):
         assert np.allclose(session.run(None, {"x": x.numpy()})[0], cut(x).numpy(), atol=1e-5)
 
 
-def test_the_layer_rule_is_rankme_per_dimension_among_backbone_layers():
+def test_the_layer_rule_takes_the_deepest_layer_within_1_percent_of_the_highest_rankme():
     rows = [
-        {"layer": "a", "part": "backbone", "rankme_norm": 0.2},
-        {"layer": "b", "part": "backbone", "rankme_norm": 0.5},
-        {"layer": "pool", "part": "backbone", "rankme_norm": 0.5},  # equal: the deeper layer
-        {"layer": "proj1", "part": "projector", "rankme_norm": 0.9},  # the projector is not exported
-        {"layer": "c", "part": "backbone", "rankme_norm": float("nan")},
+        {"layer": "stem", "part": "backbone", "rankme": 20.0},
+        {"layer": "layer2", "part": "backbone", "rankme": 31.29},
+        {"layer": "layer3", "part": "backbone", "rankme": 25.0},
+        {"layer": "pool", "part": "backbone", "rankme": 31.0},  # within 1 %: a tie, and deeper
+        {"layer": "proj1", "part": "projector", "rankme": 90.0},  # the projector is not exported
+        {"layer": "nan", "part": "backbone", "rankme": float("nan")},
     ]
     got = pick_layer({"layers": rows})
-    assert got["pick"] == "pool" and set(got["scores"]) == {"a", "b", "pool", "c"}
+    assert got["pick"] == "pool" and got["tied"] == ["layer2", "pool"]
+    assert set(got["scores"]) == {"stem", "layer2", "layer3", "pool", "nan"}
+    rows[3]["rankme"] = 30.9  # 1.2 % below: no longer tied
+    assert pick_layer({"layers": rows})["pick"] == "layer2"
 
 
 def test_a_run_starts_from_an_export(runs, tmp_path):
