@@ -534,6 +534,28 @@ def vit_objects3d() -> str:
     return table(heads, rows) + source(name)
 
 
+def masked_vit() -> str:
+    """MAE and I-JEPA on the small ViT against random initialisation, beside DINO and VICReg."""
+    name = "masked_vit.json"
+    res = load(name)["results"]
+    rows = [
+        [f"random init, {k}", pct(r["linear_acc"]), pct(r["knn_acc"]), None, None]
+        for k, r in res["random_init"].items()
+    ]
+    for method, r in res["runs"].items():
+        rows.append(
+            [
+                f"{method} (`{r['config']}`, {r['epochs']} epochs)",
+                pct(r["linear_acc"]),
+                pct(r["knn_acc"]),
+                f"{r['rankme_backbone']:.1f}",
+                f"{r['wall_s']:.0f} s",
+            ]
+        )
+    heads = ["method", "linear probe", "kNN (k=20)", "RankMe (backbone)", "wall time"]
+    return table(heads, rows) + source(name, "vit_objects3d.json")
+
+
 def lejepa_main() -> str:
     return main_job("bench_main_job.json", ("lejepa", "main", "main-earlier-run"))
 
@@ -825,6 +847,7 @@ TABLES: dict[str, Callable[[], str]] = {
         methods_30,
         methods_cookbook,
         vit_objects3d,
+        masked_vit,
         lejepa_main,
         lejepa_tuning,
         pde_rollout,

@@ -109,7 +109,7 @@ def test_every_kind_of_method_defines_its_loss():
     kinds = {type(r.kind) for r in METHODS.values()}
     assert all(k.loss is not MethodKind.loss for k in kinds)
     modules = {k.__module__.rsplit(".", 1)[1] for k in kinds}  # one module per kind of method
-    assert modules == {"pairwise", "distill", "moco", "dino", "swav", "classify", "lejepa", "sie"}
+    assert modules == {"pairwise", "distill", "moco", "dino", "swav", "classify", "lejepa", "sie", "masked"}
     torch.manual_seed(0)
     views = [torch.randn(8, 4), torch.randn(8, 4)]
     for name in ("byol", "simsiam"):  # both directions of the pair: BYOL's symmetrised loss L + L~

@@ -16,12 +16,15 @@ from selfsup.criteria.byol import byol_loss
 from selfsup.criteria.clustering import dino_loss, global_batch_mean, sinkhorn, swav_loss
 from selfsup.criteria.contrastive import dcl_loss, simclr_loss, spectral_contrastive_loss
 from selfsup.criteria.diet import diet_loss
+from selfsup.criteria.masked import ijepa_loss, mae_loss
 from selfsup.criteria.moco import moco_v2_loss, moco_v3_loss, nearest_neighbour, nnclr_loss
 from selfsup.criteria.sie import sie_loss
 from selfsup.criteria.sigreg import lejepa_loss, lejepa_mix, lejepa_terms, sigreg_loss
 from selfsup.criteria.vicreg import duality_criteria, vicreg_ctr_loss, vicreg_exp_loss, vicreg_loss
 
 __all__ = [
+    "ijepa_loss",
+    "mae_loss",
     "nnclr_loss",
     "nearest_neighbour",
     "moco_v3_loss",

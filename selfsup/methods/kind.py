@@ -68,6 +68,10 @@ class MethodKind:
         """The backbone features of each view."""
         return [m.backbone(v) for v in views]
 
+    def probe_features(self, m: nn.Module, feats: list) -> torch.Tensor:
+        """What the online probe trains on, ``B x D`` of the backbone's width: the first view's features."""
+        return feats[0]
+
     def loss(self, m: nn.Module, feats: list[torch.Tensor], views, index, transform) -> torch.Tensor:
         """The scalar loss of one batch: ``feats`` of ``views``, the samples' ``index`` in the training
         set, the ``transform`` between the views (or None)."""

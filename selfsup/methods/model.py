@@ -92,7 +92,9 @@ class SSLModel(nn.Module):
         """Return (loss, detached backbone features of the first view) for one batch of views
         (``transform``: the transformations between the views, for SIE; :mod:`selfsup.views.pairs`)."""
         feats = self.kind.features(self, views)
-        return self.kind.loss(self, feats, views, index, transform), feats[0].detach()
+        return self.kind.loss(self, feats, views, index, transform), self.kind.probe_features(
+            self, feats
+        ).detach()
 
     @torch.no_grad()
     def update_target(self, step: int, total_steps: int) -> None:

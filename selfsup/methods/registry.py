@@ -8,14 +8,14 @@ import inspect
 import torch
 
 from selfsup.errors import ConfigError, SelfsupError, did_you_mean, unknown_name
-from selfsup.methods import classify, dino, distill, lejepa, moco, pairwise, sie, swav
+from selfsup.methods import classify, dino, distill, lejepa, masked, moco, pairwise, sie, swav
 from selfsup.methods.kind import MethodRecipe
 from selfsup.options import accepted_options, check_options
 from selfsup.plugins import load_plugin, plugin_names
 
 METHODS: dict[str, MethodRecipe] = {
     r.name: r
-    for module in (pairwise, distill, moco, dino, swav, classify, lejepa, sie)
+    for module in (pairwise, distill, moco, dino, swav, classify, lejepa, sie, masked)
     for r in module.RECIPES
 }
 

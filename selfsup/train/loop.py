@@ -269,10 +269,11 @@ def train_epoch(c: Components, run: Run, feed: Feed, y_train, bar: Progress) -> 
     for b, (idx, x) in enumerate(feed):
         # the batch (this process's rows) and its views
         set_lr(run.opt, cfg.optim.lr * lr_factor(run.step, cfg.optim, steps, total_steps))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            with batch_shard(first_row, bs) if run.world.size > 1 else contextlib.nullcontext():
-                views, transform = draw_views(c.views, x, idx)  # transform: SIE's, for pairs
-            # the loss; a criterion refuses non-finite embeddings, and every process hears of it
+        shard = batch_shard(first_row, bs) if run.world.size > 1 else contextlib.nullcontext()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp), shard:
+            views, transform = draw_views(c.views, x, idx)  # transform: SIE's, for pairs
+            # the loss (masked methods draw their masks, sharded as the views); a criterion refuses
+            # non-finite embeddings, and every process hears of it
             try:
                 loss, feats = run.step_model(views, idx, transform)
                 failed = False

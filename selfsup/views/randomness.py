@@ -38,6 +38,14 @@ def sharded() -> bool:
     return _SHARD.get() is not None
 
 
+def shard_rows(b: int) -> tuple[int, int]:
+    """``(offset, total)``: this process holds rows ``[offset, offset + b)`` of a batch of ``total``
+    (``(0, b)`` outside :func:`batch_shard`). For draws that depend on the whole batch (I-JEPA's masks are
+    cut to the batch's shortest), which are then made for all ``total`` rows and sliced."""
+    shard = _SHARD.get()
+    return (0, b) if shard is None else shard
+
+
 def _draw(draw, b: int, shape: tuple[int, ...]) -> torch.Tensor:
     shard = _SHARD.get()
     if shard is None:

@@ -296,6 +296,7 @@ MULTI_WORKER = str(Path(__file__).with_name("ddp_multi_worker.py"))
 # The methods with state beyond their weights: queues (MoCo v2, NNCLR's support set, SwAV's), a momentum
 # encoder (MoCo v3), a centre and a frozen last layer (DINO), Sinkhorn over the global batch (SwAV); and a
 # backbone from timm.
+MASKED_VIT = ["model.backbone=timm:vit_tiny_patch16_224", "model.projector=null", "model.predictor=null"]
 STATEFUL = {
     "mocov2": ["method.name=mocov2", "method.params={queue_size: 256}", "method.ema_base=0.99"],
     "mocov3": ["method.name=mocov3", "method.params={temperature: 0.2}"],
@@ -304,6 +305,20 @@ STATEFUL = {
     "swav": [
         "method.name=swav",
         "method.params={n_prototypes: 32, freeze_prototypes_steps: 5, queue_length: 256}",
+    ],
+    # masked prediction: each process masks its rows as one process would (the masks' batch_shard)
+    "mae": [
+        "method.name=mae",
+        *MASKED_VIT,
+        "model.backbone_args={img_size: 8, patch_size: 2, depth: 2, embed_dim: 32, num_heads: 2}",
+        "method.params={decoder_dim: 16, decoder_depth: 1, decoder_heads: 2}",
+    ],
+    "ijepa": [
+        "method.name=ijepa",
+        *MASKED_VIT,
+        "model.backbone_args={img_size: 8, patch_size: 2, depth: 2, embed_dim: 32, num_heads: 2, "
+        "class_token: false, global_pool: avg, fc_norm: false}",
+        "method.params={predictor_dim: 16, predictor_depth: 1, predictor_heads: 2, min_keep: 0}",
     ],
     # and a timm backbone (a ViT: LayerNorm, no BatchNorm) in the same launches
     "timm-vit": [

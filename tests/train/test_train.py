@@ -30,12 +30,25 @@ TINY = [
 ]
 
 
+VIT = {"img_size": 8, "patch_size": 2, "depth": 2, "embed_dim": 32, "num_heads": 2}
+MASKED = {  # a 4 x 4 patch grid
+    "mae": (VIT, {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2}),
+    "ijepa": (
+        {**VIT, "class_token": False, "global_pool": "avg", "fc_norm": False},
+        {"predictor_dim": 16, "predictor_depth": 1, "predictor_heads": 2, "min_keep": 0},
+    ),
+}
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_each_method_decreases_its_loss(name):
     torch.manual_seed(0)
     x = torch.randn(64, 1, 8, 8)
     views = [x + 0.1 * torch.randn_like(x), x + 0.1 * torch.randn_like(x)]
     backbone = build_backbone("mlp", (1, 8, 8), hidden="64-64")
+    heads = ("64-64", "32-64")
+    if name in MASKED:  # a ViT's patch tokens, no MLP heads
+        backbone, heads = build_backbone("timm:vit_tiny_patch16_224", (1, 8, 8), **MASKED[name][0]), ("", "")
     idx = torch.arange(64)
     extra = {"train_labels": idx % 4}  # the supervised reference's classes
     transform = None
@@ -44,7 +57,8 @@ def test_each_method_decreases_its_loss(name):
         transform = rotations.canonical(torch.randn(64, 4))
     small = {"dino": {"n_prototypes": 256}, "nnclr": {"support_size": 256}}  # MoCo v2: a queue of
     # random keys (the paper's 65536): one small enough to fill with this repeated batch holds its positives
-    model = SSLModel(get_method(name), backbone, "64-64", "32-64", small.get(name), n_train=64, **extra)
+    small.update({k: v[1] for k, v in MASKED.items()})
+    model = SSLModel(get_method(name), backbone, *heads, small.get(name), n_train=64, **extra)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     losses = []
     for step in range(15):
@@ -88,6 +102,17 @@ def _cli(args, cwd):
     )
 
 
+IJEPA = [
+    "method.name=ijepa",
+    "model.projector=null",
+    "model.predictor=null",
+    "model.backbone=timm:vit_tiny_patch16_224",
+    "model.backbone_args={img_size: 8, patch_size: 2, depth: 2, embed_dim: 32, num_heads: 2, "
+    "class_token: false, global_pool: avg, fc_norm: false}",
+    "method.params={predictor_dim: 16, predictor_depth: 1, predictor_heads: 2, min_keep: 0}",
+]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(  # bfloat16 steps (a CPU with AMX) and float32 steps, on any CPU; DINO's state
     "amx,method",
@@ -95,8 +120,9 @@ def _cli(args, cwd):
         ("1", []),
         ("0", []),
         ("0", ["method.name=dino", "method.params={n_prototypes: 64, freeze_last_layer_epochs: 1}"]),
+        ("0", IJEPA),  # its block masks and its EMA target
     ],
-    ids=["bf16", "fp32", "dino"],
+    ids=["bf16", "fp32", "dino", "ijepa"],
 )
 def test_kill_and_resume_matches_uninterrupted(tmp_path, monkeypatch, amx, method):
     monkeypatch.setenv("SELFSUP_AMX", amx)  # the processes started below inherit it
