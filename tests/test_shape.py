@@ -150,7 +150,20 @@ def test_no_module_of_the_package_imports_itself_back():
 
 #: Module names two packages share, each for one idea: a package's own helpers and input checks, the
 #: generator of a dataset, a table of names, and a family's losses (criteria) beside the family's methods.
-SHARED_NAMES = {"__init__", "__main__", "_common", "_validate", "generate", "registry", "sie", "moco"}
+# one idea at two layers: a method's loss (criteria/) and its kind (methods/); a layer's scores (evaluate/)
+# and the choice of a layer by them (select/)
+SHARED_NAMES = {
+    "__init__",
+    "__main__",
+    "_common",
+    "_validate",
+    "generate",
+    "registry",
+    "sie",
+    "moco",
+    "masked",
+}
+SHARED_NAMES |= {"layers"}
 
 
 def test_no_two_modules_share_a_name_for_different_ideas():

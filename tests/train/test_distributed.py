@@ -296,7 +296,13 @@ MULTI_WORKER = str(Path(__file__).with_name("ddp_multi_worker.py"))
 # The methods with state beyond their weights: queues (MoCo v2, NNCLR's support set, SwAV's), a momentum
 # encoder (MoCo v3), a centre and a frozen last layer (DINO), Sinkhorn over the global batch (SwAV); and a
 # backbone from timm.
-MASKED_VIT = ["model.backbone=timm:vit_tiny_patch16_224", "model.projector=null", "model.predictor=null"]
+MASKED_VIT = [
+    "model.backbone=timm:vit_tiny_patch16_224",
+    "model.projector=null",
+    "model.predictor=null",
+    "optim.name=sgd",
+    "optim.lr=0.05",
+]
 STATEFUL = {
     "mocov2": ["method.name=mocov2", "method.params={queue_size: 256}", "method.ema_base=0.99"],
     "mocov3": ["method.name=mocov3", "method.params={temperature: 0.2}"],
@@ -306,7 +312,9 @@ STATEFUL = {
         "method.name=swav",
         "method.params={n_prototypes: 32, freeze_prototypes_steps: 5, queue_length: 256}",
     ],
-    # masked prediction: each process masks its rows as one process would (the masks' batch_shard)
+    # masked prediction: each process masks its rows as one process would (the masks' batch_shard). SGD:
+    # softmax ignores the attention's key bias, whose gradient is float32 rounding noise that depends on
+    # the batch split, and Adam would turn that noise into lr-sized steps (as with VICReg above)
     "mae": [
         "method.name=mae",
         *MASKED_VIT,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from selfsup.errors import CheckpointError, SelfsupError
 from selfsup.export.card import make_card, write_card
-from selfsup.export.formats import FILES, check_format, library_entry, write_file
+from selfsup.export.writers import FILES, check_format, library_entry, write_file
 from selfsup.models.exported import LayerCut
 from selfsup.paths import check_output_dir
 from selfsup.select.layers import pick_layer
