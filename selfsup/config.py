@@ -7,6 +7,7 @@ the run directory; ``selfsup train --config RUN_DIR/config.yaml`` reproduces the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -261,4 +262,9 @@ def resolve(config: str | Path | None = None, overrides: list[str] | None = None
 
 
 def save(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    """Write ``cfg`` as YAML atomically (a temporary file renamed into place): a process killed while
+    writing leaves the old file or none, never an empty one that a resume would refuse."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    os.replace(tmp, path)

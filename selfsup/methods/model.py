@@ -89,12 +89,12 @@ class SSLModel(nn.Module):
     def loss(
         self, views: list[torch.Tensor], index: torch.Tensor, transform: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (loss, detached backbone features of the first view) for one batch of views
-        (``transform``: the transformations between the views, for SIE; :mod:`selfsup.views.pairs`)."""
+        """Return (loss, the online probe's detached input: the first view's backbone features, or what the
+        kind's ``probe_features`` gives) for one batch of views (``transform``: the transformations between
+        the views, for SIE; :mod:`selfsup.views.pairs`)."""
         feats = self.kind.features(self, views)
-        return self.kind.loss(self, feats, views, index, transform), self.kind.probe_features(
-            self, feats
-        ).detach()
+        loss = self.kind.loss(self, feats, views, index, transform)
+        return loss, self.kind.probe_features(self, feats).detach()
 
     @torch.no_grad()
     def update_target(self, step: int, total_steps: int) -> None:
