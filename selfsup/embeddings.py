@@ -1,5 +1,5 @@
 """Read N x K embedding matrices from .npy, .npz and .pt files (for `selfsup quality`); write them with
-their sample ids.
+their sample ids; map them to 2-D for pictures (:func:`map_2d`).
 
 ``selfsup embed -o FILE.npz`` writes ``embeddings`` (N x K float32), ``ids`` (one per row: the file path
 relative to the folder for folder data, the index in the split otherwise) and ``layer``, an ``.npz``
@@ -94,3 +94,32 @@ def save_embeddings(z: torch.Tensor, path: str | Path, ids=None, layer: str | No
     with open(path, "wb") as fh:  # np.savez would append .npz to a path that lacks it; this one has it
         np.savez(fh, embeddings=z, ids=ids, layer=np.array(layer or ""))
     return path
+
+
+MAP_METHODS = ("pca", "umap")
+
+
+def map_2d(z: torch.Tensor | np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """``N x 2`` coordinates of the rows of ``z`` for a picture: ``pca``, the projections on the two
+    principal axes of the centred rows (float64 SVD, each axis' largest loading positive as scikit-learn
+    sets it: the result equals ``sklearn.decomposition.PCA(2).fit_transform``), or ``umap`` (the
+    ``umap-learn`` package, ``pip install 'selfsup[umap]'``; seeded)."""
+    x = np.asarray(z.detach().cpu() if isinstance(z, torch.Tensor) else z, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 3:
+        raise SelfsupError(f"a 2-D map needs an N x K matrix with N >= 3; got shape {x.shape}")
+    if method == "pca":
+        x = x - x.mean(axis=0)
+        u, s, vt = np.linalg.svd(x, full_matrices=False)
+        vt = vt[:2]
+        signs = np.sign(vt[range(len(vt)), np.abs(vt).argmax(axis=1)])  # each axis' largest loading > 0
+        out = u[:, :2] * s[:2] * signs
+        return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))  # one feature: a line on the first axis
+    if method == "umap":
+        try:
+            import umap
+        except ImportError:
+            raise SelfsupError(
+                "UMAP pictures need the umap-learn package: pip install 'selfsup[umap]'"
+            ) from None
+        return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+    raise SelfsupError(f"unknown map '{method}'; use one of {', '.join(MAP_METHODS)}")

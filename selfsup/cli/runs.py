@@ -91,15 +91,25 @@ def embed(
     output: Path = typer.Option(
         ..., "-o", "--output", help="FILE.npz (embeddings with their sample ids) or FILE.npy (the matrix)"
     ),
+    plot: Path = typer.Option(None, "--plot", help="also a picture: FILE.png, the 2-D map coloured by label"),
+    map_method: str = typer.Option(
+        "pca", "--map", help="the picture's 2-D map: pca, or umap (selfsup[umap])"
+    ),
 ):
     """Embed a dataset with a trained run's backbone (or any named layer): an N x D matrix with the id of
-    each sample (its file path for folder data, else its index), as .npz (or a bare .npy)."""
-    from selfsup.embeddings import check_embeddings_file, save_embeddings
+    each sample (its file path for folder data, else its index), as .npz (or a bare .npy); with --plot, a
+    picture of it."""
+    from selfsup.embeddings import MAP_METHODS, check_embeddings_file, map_2d, save_embeddings
     from selfsup.methods import resolve_layer
+    from selfsup.paths import check_output_file
     from selfsup.train import embed as embed_x
     from selfsup.train import load_run
 
     check_embeddings_file(output, "--output")
+    if plot is not None:
+        check_output_file(plot, ".png", "--plot")
+        if map_method not in MAP_METHODS:
+            raise SelfsupError(f"--map takes {' or '.join(MAP_METHODS)}, got '{map_method}'")
     c, _ = load_run(run_dir)
     ds = _other_data(c, data, data_args) if data else c.data
     part = {"train": ds.train, "test": ds.test}.get(split)
@@ -110,9 +120,18 @@ def embed(
         )
     layer = resolve_layer(layer, c.model.layer_names)
     z = embed_x(c.model, part.x, c.device, [layer])[layer]
+    xy = map_2d(z, map_method) if plot is not None else None  # before writing: a missing umap loses nothing
     save_embeddings(z, output, ids=part.sample_ids(), layer=layer)
     what = "with their ids " if output.suffix == ".npz" else ""
     console.print(f"wrote {tuple(z.shape)} embeddings of layer '{layer}' {what}to {output}")
+    if plot is not None:
+        from selfsup.report.embedding_maps import map_figure
+
+        labels = None if part.y is None else part.y.cpu().numpy()
+        map_figure({f"{map_method.upper()} of '{layer}' ({split}, {len(z)} samples)": xy}, labels).savefig(
+            plot, dpi=110, bbox_inches="tight"
+        )
+        console.print(f"wrote {plot}")
 
 
 @user_errors

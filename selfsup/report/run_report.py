@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 from selfsup.errors import SelfsupError
 from selfsup.evaluate.equivariance import equivariance_table
 from selfsup.evaluate.robustness import robustness_plot
+from selfsup.report.embedding_maps import embedding_section
 from selfsup.report.html import figure_to_img, page, table
 from selfsup.train.rundir import read_metrics
 
@@ -100,6 +101,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     probes = {k: summary[k] for k in ("probe_layer", "linear_acc", "knn_acc") if k in summary}
     if probes:
         sections.append("<h2>Probes (test split)</h2>" + table([probes]))
+    sections.append(embedding_section(run_dir))
     if (run_dir / "equivariance.json").is_file():
         sections.append(_equivariance_section(json.loads((run_dir / "equivariance.json").read_text())))
     if (run_dir / "robustness.json").is_file():

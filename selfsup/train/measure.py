@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from selfsup.data import monitor_indices
 from selfsup.data.sources import Source
-from selfsup.data.stream import as_float, sequential, worker_count
+from selfsup.data.stream import as_float, sequential, take, worker_count
+from selfsup.embeddings import map_2d
 from selfsup.methods import SSLModel, resolve_layer
 from selfsup.probes import knn_probe, linear_probe
 from selfsup.quality import lidar, quality_report
@@ -127,4 +129,29 @@ def final_summary(c: Components, run_dir: Path) -> dict:
     summary["rankme_backbone"] = summary["layers"][resolve_layer("backbone", c.model.layer_names)]["rankme"]
     summary.update(method_metrics(c, monitor_subset(c)))
     summary.update(probe_run(c))
+    write_embedding_map(c, run_dir)
     return summary
+
+
+MAP_SAMPLES = 2000  # points of the run report's embedding pictures
+
+
+def write_embedding_map(c: Components, run_dir: Path) -> Path:
+    """``embedding_map.npz``: the 2-D PCA map (:func:`~selfsup.embeddings.map_2d`) of the backbone and
+    projector outputs of the first ``MAP_SAMPLES`` test samples, with their labels (without a test split:
+    the monitor subset, unlabelled), for the run report's pictures."""
+    test = c.data.test
+    if test is not None:
+        n = min(len(test), MAP_SAMPLES)
+        x, y = take(test.x, torch.arange(n)), (test.y[:n] if test.y is not None else None)
+    else:
+        x, y = monitor_subset(c)[:MAP_SAMPLES], None
+    names = c.model.layer_names
+    layers = {"backbone": resolve_layer("backbone", names), "projector": resolve_layer("projector", names)}
+    feats = embed(c.model, x, c.device, sorted(set(layers.values())))
+    arrays = {f"{which}_pca": map_2d(feats[layer]).astype(np.float32) for which, layer in layers.items()}
+    labels = np.asarray(y.cpu()) if y is not None else np.zeros(0, dtype=np.int64)
+    path = run_dir / "embedding_map.npz"
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays, labels=labels, layers=np.array([layers["backbone"], layers["projector"]]))
+    return path
