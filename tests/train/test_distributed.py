@@ -157,7 +157,8 @@ def test_two_processes_equal_one(jobs, method):
 def test_only_rank_zero_writes(jobs):
     run = jobs["root"] / "vicreg-2"
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["checkpoints", "config.yaml", "metrics.jsonl", "report.html", "summary.json"] + _report_files(run)
+        ["checkpoints", "config.yaml", "embedding_map.npz", "metrics.jsonl", "report.html", "summary.json"]
+        + _report_files(run)
     )
     assert [p.name for p in sorted((run / "checkpoints").iterdir())] == [
         f"epoch-0000{i}.ckpt" for i in range(3)
