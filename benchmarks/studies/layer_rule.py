@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import RESULTS, ROOT, write_result
+from benchmarks._common import ROOT, write_result
 from selfsup import config as C
 from selfsup.evaluate.layers import evaluate_layers
 from selfsup.select.layers import LAYER_RULE, pick_layer
@@ -63,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     trained = None
     if args.rescore:  # the layers as trained and scored then, the picks of today's rules
-        earlier = json.loads((RESULTS / args.out.name).read_text())
+        earlier = json.loads((ROOT / args.out).read_text())  # where it was written
         studies = earlier["results"]["presets"]
         trained = earlier["results"].get("trained") or {k: earlier[k] for k in ("date", "command", "git_rev")}
     else:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks._common import RESULTS, ROOT, read_result, write_result
+from benchmarks._common import ROOT, read_result, write_result
 from selfsup import config as C
 from selfsup.train import build, fit, probe_run
 
@@ -58,7 +58,7 @@ def main() -> None:
     names = [args.only] if args.only else list(PRESETS)
     runs = {}
     if args.only:  # the other rows as measured before, with the command and date that measured them
-        earlier = json.loads((RESULTS / args.out.name).read_text())
+        earlier = json.loads((ROOT / args.out).read_text())  # where it was written
         runs = earlier["results"]["runs"]
         for r in runs.values():
             r.setdefault("measured_by", f"{earlier['command']} ({earlier['date'][:10]})")

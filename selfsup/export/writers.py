@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from selfsup.errors import ConfigError, SelfsupError
+from selfsup.errors import ConfigError, SelfsupError, unknown_name
 from selfsup.models.exported import LayerCut, safetensors_module
 
 FORMATS = ("torchvision", "timm", "safetensors", "onnx")
@@ -49,8 +49,6 @@ def onnx_modules():
 def check_format(fmt: str, backbone: str) -> None:
     """``fmt`` can take a run whose backbone is ``backbone`` and its packages are installed."""
     if fmt not in FORMATS:
-        from selfsup.errors import unknown_name
-
         raise unknown_name("export format", fmt, FORMATS)
     if fmt in ("torchvision", "timm") and not backbone.startswith(f"{fmt}:"):
         raise SelfsupError(

@@ -22,7 +22,7 @@ from selfsup import criteria
 from selfsup.errors import ConfigError
 from selfsup.methods.ema import make_teacher
 from selfsup.methods.kind import HeadOptions, MethodKind, MethodRecipe
-from selfsup.methods.masking import BlockSampler, random_masking, sincos_2d
+from selfsup.methods.masking import BlockSampler, kept_tokens, random_masking, sincos_2d
 from selfsup.options import int_at_least, number_in
 
 
@@ -149,7 +149,7 @@ class MaskedAutoencoder(MaskedPrediction):
     def build_heads(self, m, opts: HeadOptions) -> None:
         vit = timm_vit(m, "mae")
         n_tokens = vit.patch_embed.num_patches
-        if int(n_tokens * (1 - m.options["mask_ratio"])) < 1:
+        if kept_tokens(n_tokens, m.options["mask_ratio"]) < 1:
             raise ConfigError(f"mae: mask_ratio={m.options['mask_ratio']} keeps no patch of {n_tokens}")
         p, o = vit.patch_embed.patch_size[0], m.options
         pixels = p * p * m.backbone.sample_shape[0]
@@ -169,7 +169,7 @@ class MaskedAutoencoder(MaskedPrediction):
         for v in views:
             tokens = embed_patches(vit, v)
             ids_shuffle, mask = random_masking(len(v), tokens.shape[1], m.options["mask_ratio"], v.device)
-            keep = int(tokens.shape[1] * (1 - m.options["mask_ratio"]))
+            keep = kept_tokens(tokens.shape[1], m.options["mask_ratio"])
             ids = ids_shuffle[:, :keep, None].expand(-1, -1, tokens.shape[2])
             out.append((encode(vit, tokens.gather(1, ids)), ids_shuffle, mask))
         return out

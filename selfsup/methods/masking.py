@@ -36,11 +36,16 @@ def sincos_2d(dim: int, height: int, width: int) -> torch.Tensor:
     return torch.cat([one_axis(cols), one_axis(rows)], dim=1).float()
 
 
+def kept_tokens(n_tokens: int, ratio: float) -> int:
+    """How many of ``n_tokens`` MAE keeps visible at mask ``ratio`` (the authors' ``int(L * (1 - r))``)."""
+    return int(n_tokens * (1 - ratio))
+
+
 def random_masking(b: int, n_tokens: int, ratio: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """MAE's per-sample random masking (``random_masking`` of the authors' ``models_mae.py``): uniform noise
     per token, sorted; the ``int(n_tokens * (1 - ratio))`` lowest are kept. Returns ``ids_shuffle`` (b x
     n_tokens: kept tokens first) and ``mask`` (b x n_tokens, 1 = removed) in the tokens' order."""
-    keep = int(n_tokens * (1 - ratio))
+    keep = kept_tokens(n_tokens, ratio)
     noise = rand(b, n_tokens, device=device)
     ids_shuffle = noise.argsort(dim=1)
     mask = torch.ones(b, n_tokens, device=device)
