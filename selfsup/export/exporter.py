@@ -75,7 +75,7 @@ def choose_checkpoint(run_dir: Path, epoch: str) -> tuple[Path, dict]:
     from selfsup.select.epochs import select_epoch
     from selfsup.select.selection import pick_highest
 
-    kept = {int(p.stem.split("-")[1]) + 1: p for p in ckpt.list_checkpoints(run_dir / "checkpoints")}
+    kept = ckpt.epoch_checkpoints(run_dir / "checkpoints")
     if not kept:
         raise CheckpointError(f"'{run_dir}' has no checkpoint; was the run trained?")
     entry = {"epochs_trained": max(kept)}

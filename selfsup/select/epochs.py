@@ -49,7 +49,7 @@ def select_epoch(
             )
         raise unknown_name("metric", metric, known)
     direction = direction or ("minimize" if metric in RUN_METRICS else "maximize")
-    kept = {int(p.stem.split("-")[1]) + 1: p for p in ckpt.list_checkpoints(run_dir / "checkpoints")}
+    kept = ckpt.epoch_checkpoints(run_dir / "checkpoints")
     epochs = [
         {
             "epoch": r["epoch"],

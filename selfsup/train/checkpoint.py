@@ -21,7 +21,9 @@ from selfsup.errors import CheckpointError
 from selfsup.models.exported import is_export, read_export, read_state_dict
 
 MAGIC = b"SELFSUP-CKPT-1\n"
-_NAME = re.compile(r"^epoch-(\d+)\.ckpt$")
+#: ``epoch-00002.ckpt``: after epoch index 2 (the third epoch); ``epoch-00002-batch-000015.ckpt``: after the
+#: 15th batch of that epoch (a stop mid-epoch, :mod:`selfsup.train.preempt`), older than the epoch's end.
+_NAME = re.compile(r"^epoch-(\d+)(?:-batch-(\d+))?\.ckpt$")
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
@@ -69,22 +71,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint '{path}' was refused by the safe loader: {err}") from None
 
 
-def checkpoint_path(directory: str | Path, epoch: int) -> Path:
-    return Path(directory) / f"epoch-{epoch:05d}.ckpt"
+def checkpoint_path(directory: str | Path, epoch: int, batches: int | None = None) -> Path:
+    """The file of the checkpoint at the end of epoch index ``epoch``, or after its first ``batches``."""
+    part = "" if batches is None else f"-batch-{batches:06d}"
+    return Path(directory) / f"epoch-{epoch:05d}{part}.ckpt"
 
 
-def list_checkpoints(directory: str | Path) -> list[Path]:
-    """Checkpoints in ``directory``, newest (highest epoch) first."""
+def list_checkpoints(directory: str | Path, partial: bool = True) -> list[Path]:
+    """Checkpoints in ``directory``, newest first; ``partial=False``: those at the end of an epoch only."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    found = []
+    for p in directory.iterdir():
+        if (m := _NAME.match(p.name)) and (partial or m.group(2) is None):
+            at_end = m.group(2) is None
+            found.append(((int(m.group(1)), at_end, int(m.group(2) or 0)), p))
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def load_latest(directory: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, Path]:
-    """Newest checkpoint that verifies; broken newer ones are reported and skipped."""
-    paths = list_checkpoints(directory)
+def epoch_checkpoints(directory: str | Path) -> dict[int, Path]:
+    """The checkpoints kept at the end of an epoch, by epoch number (1 = the first epoch)."""
+    return {int(_NAME.match(p.name).group(1)) + 1: p for p in list_checkpoints(directory, partial=False)}
+
+
+def load_latest(
+    directory: str | Path, map_location: str | torch.device = "cpu", partial: bool = False
+) -> tuple[dict, Path]:
+    """Newest checkpoint that verifies (``partial``: a mid-epoch one counts, for a resume); broken newer ones
+    are reported and skipped."""
+    paths = list_checkpoints(directory, partial)
     if not paths:
         raise CheckpointError(f"no checkpoint in '{directory}'; was the run started?")
     for path in paths:
@@ -104,8 +120,12 @@ def remove_temp_files(directory: str | Path) -> None:
 
 
 def prune(directory: str | Path, keep: int) -> None:
-    """Keep the ``keep`` newest checkpoints."""
-    for path in list_checkpoints(directory)[keep:]:
+    """Keep the ``keep`` newest end-of-epoch checkpoints, and no mid-epoch one older than the newest of
+    those (a resume starts from it)."""
+    ends = list_checkpoints(directory, partial=False)
+    every = list_checkpoints(directory)
+    older = every[every.index(ends[0]) + 1 :] if ends else []
+    for path in ends[keep:] + [p for p in older if p not in ends]:
         path.unlink(missing_ok=True)
 
 

@@ -75,3 +75,24 @@ def test_not_a_checkpoint(tmp_path):
         ck.load_checkpoint(tmp_path / "epoch-00000.ckpt")
     with pytest.raises(CheckpointError, match="no checkpoint"):
         ck.load_latest(tmp_path / "nothing")
+
+
+def test_mid_epoch_checkpoints_order_and_prune(tmp_path):
+    """A stop mid-epoch (epoch-E-batch-B) is newer than the end of epoch E-1 and older than the end of epoch
+    E; the end of an epoch replaces it; the epoch table and the evaluation see ends of epochs only."""
+    for e in (0, 1):
+        ck.save_checkpoint(_state(float(e)), ck.checkpoint_path(tmp_path, e))
+    mid = ck.save_checkpoint(_state(9.0), ck.checkpoint_path(tmp_path, 2, batches=4))
+    assert mid.name == "epoch-00002-batch-000004.ckpt"
+    assert [p.name for p in ck.list_checkpoints(tmp_path)][:2] == [mid.name, "epoch-00001.ckpt"]
+    assert ck.load_latest(tmp_path, partial=True)[1] == mid  # a resume starts from it
+    assert ck.load_latest(tmp_path)[1].name == "epoch-00001.ckpt"  # an evaluation does not
+    assert ck.epoch_checkpoints(tmp_path) == {
+        1: tmp_path / "epoch-00000.ckpt",
+        2: tmp_path / "epoch-00001.ckpt",
+    }
+    ck.prune(tmp_path, keep=2)
+    assert mid.exists()  # still the newest: kept
+    ck.save_checkpoint(_state(3.0), ck.checkpoint_path(tmp_path, 2))
+    ck.prune(tmp_path, keep=2)
+    assert [p.name for p in ck.list_checkpoints(tmp_path)] == ["epoch-00002.ckpt", "epoch-00001.ckpt"]
