@@ -121,5 +121,6 @@ def map_2d(z: torch.Tensor | np.ndarray, method: str = "pca", seed: int = 0) -> 
             raise SelfsupError(
                 "UMAP pictures need the umap-learn package: pip install 'selfsup[umap]'"
             ) from None
-        return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+        # seeded, so one thread (umap-learn warns that it overrides its default n_jobs=-1 otherwise)
+        return umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(x)
     raise SelfsupError(f"unknown map '{method}'; use one of {', '.join(MAP_METHODS)}")

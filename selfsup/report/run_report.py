@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from selfsup.errors import SelfsupError
 from selfsup.evaluate.equivariance import equivariance_table
@@ -82,6 +83,8 @@ def write_run_report(run_dir: str | Path) -> Path:
     for ax in axes[1:]:
         if ax.get_legend_handles_labels()[0]:  # unlabelled runs have no probe curve
             ax.legend()
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs, not 0.96
     sections.append("<h2>Training</h2>" + figure_to_img(fig))
 
     fig, ax = plt.subplots(figsize=(7, 4))

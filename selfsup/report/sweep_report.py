@@ -6,12 +6,13 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 
-from selfsup.report.html import figure_to_img, page, table
+from selfsup.report.html import figure_to_img, link, page, table
 
 
 def _num(v: Any) -> bool:
@@ -88,6 +89,7 @@ def param_figure(summary: dict, key: str):
 
 
 def write_sweep_report(sweep_dir: str | Path, summary: dict | None = None) -> Path:
+    """Write ``SWEEP_DIR/report.html`` from ``summary`` (by default the directory's ``summary.json``)."""
     sweep_dir = Path(sweep_dir)
     if summary is None:
         summary = json.loads((sweep_dir / "summary.json").read_text())
@@ -145,10 +147,23 @@ def write_sweep_report(sweep_dir: str | Path, summary: dict | None = None) -> Pa
     for key in summary["space"]:
         if summary["trials"]:
             sections.append(f"<h2>{html.escape(key)}</h2>" + figure_to_img(param_figure(summary, key)))
-    trows = []
+    sections.append("<h2>Trials (sweep order)</h2>" + _trials_table(summary, sweep_dir))
+    sections.append(f"<p>sweep: {html.escape(str(sweep_dir))}; storage {html.escape(summary['storage'])}</p>")
+    out = sweep_dir / "report.html"
+    out.write_text(page(f"selfsup sweep: {summary['name']}", sections))
+    return out
+
+
+def _trials_table(summary: dict, sweep_dir: Path) -> str:
+    """Every finished trial in sweep order; its run directory links the trial's own ``report.html`` (a
+    relative link, so the sweep directory can be moved or copied whole) when the worker wrote one."""
+    rows = []
     for r in summary["trials"]:
         reason = (r.get("reason") or "").splitlines()[0][:120] if r.get("reason") else ""
-        trows.append(
+        run = r.get("run_dir")
+        if run and (sweep_dir / run / "report.html").is_file():
+            run = link(Path(os.path.relpath(sweep_dir / run / "report.html", sweep_dir)).as_posix(), run)
+        rows.append(
             {
                 "slot": r["slot"],
                 "trial": r["trial"],
@@ -157,15 +172,11 @@ def write_sweep_report(sweep_dir: str | Path, summary: dict | None = None) -> Pa
                 "score": r["score"],
                 "linear %": _pct(r.get("linear_acc")),
                 "kNN %": _pct(r.get("knn_acc")),
-                "run": r.get("run_dir"),
+                "run": run,
                 "reason": reason,
             }
         )
-    sections.append("<h2>Trials (sweep order)</h2>" + table(trows))
-    sections.append(f"<p>sweep: {html.escape(str(sweep_dir))}; storage {html.escape(summary['storage'])}</p>")
-    out = sweep_dir / "report.html"
-    out.write_text(page(f"selfsup sweep: {summary['name']}", sections))
-    return out
+    return table(rows)
 
 
 def _pct(v: Any) -> float | None:

@@ -1,6 +1,6 @@
-"""Pictures of the embeddings: the 2-D PCA map equals scikit-learn's PCA, a trained run writes its map and
-the report shows it, ``selfsup embed --plot`` draws any layer, and a missing umap-learn is one error line
-with nothing written."""
+"""Pictures of the embeddings: the 2-D PCA map equals scikit-learn's PCA, the UMAP map (umap-learn, in the
+dev extra) is seeded and keeps the digits apart, a trained run writes its map and the report shows it,
+``selfsup embed --plot`` draws any layer, and a missing umap-learn is one error line with nothing written."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
 from typer.testing import CliRunner
 
 from selfsup.cli import app
@@ -28,14 +31,24 @@ def test_the_pca_map_is_scikit_learns():
         map_2d(x, "tsne")
 
 
+@pytest.mark.slow  # numba compiles umap-learn's kernels on the first call (about 15 s on 2 cores)
+def test_the_umap_map_is_seeded_and_keeps_the_digits_apart():
+    x, y = load_digits(return_X_y=True)
+    x, y = x[:300], y[:300]
+    xy = map_2d(x, "umap", seed=0)
+    assert xy.shape == (300, 2) and np.isfinite(xy).all()
+    assert np.array_equal(map_2d(x, "umap", seed=0), xy)  # the same seed, the same map
+    assert not np.allclose(map_2d(x, "umap", seed=1), xy)  # the seed reaches umap-learn
+    knn = KNeighborsClassifier(5)
+    umap_acc = cross_val_score(knn, xy, y, cv=5).mean()  # 0.97 with umap-learn 0.5.12; chance is 0.1
+    pca_acc = cross_val_score(knn, map_2d(x), y, cv=5).mean()  # 0.70: two linear axes mix some digits
+    assert umap_acc > 0.85 and umap_acc > pca_acc + 0.1, (umap_acc, pca_acc)
+
+
 @pytest.mark.slow
-def test_a_run_reports_its_map_and_embed_plots_any_layer(tmp_path, monkeypatch):
+def test_a_run_reports_its_map_and_embed_plots_any_layer(digits_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ["data.dataset=digits", "model.backbone=mlp", "model.backbone_args={hidden: '32'}"]
-    args += ["model.projector=16-16", "train.epochs=1", "data.monitor_size=256", "train.lidar_samples=0"]
-    res = runner.invoke(app, ["train", "--quiet", *args, "train.name=r"])
-    assert res.exit_code == 0, res.output
-    run = tmp_path / "runs" / "r"
+    run = digits_run  # trained by tests/report/conftest.py
     with np.load(run / "embedding_map.npz") as z:
         assert z["backbone_pca"].shape == z["projector_pca"].shape == (360, 2)  # digits' test split
         assert len(z["labels"]) == 360 and list(z["layers"]) == ["fc1", "proj2"]
