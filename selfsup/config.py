@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selfsup.errors import ConfigError, did_you_mean
 
@@ -65,6 +65,10 @@ class OptimConfig(_Section):
     clip_grad: float | None = Field(None, gt=0)
 
 
+#: The experiment trackers ``train.loggers`` may name (:mod:`selfsup.train.trackers`).
+LOGGERS = ("tensorboard", "mlflow", "wandb")
+
+
 class TrainConfig(_Section):
     epochs: int = Field(28, ge=1)
     batch_size: int = Field(128, ge=2)
@@ -75,10 +79,32 @@ class TrainConfig(_Section):
     monitor_every: int = Field(2, ge=1)
     lidar_samples: int = Field(256, ge=0)  # monitor samples used for LiDAR (0 disables it, else >= 2)
     online_probe: bool = True
-    tensorboard: bool = False
+    loggers: list[str] = Field(default_factory=list)  # any of LOGGERS (optional extras)
+    experiment: str = "selfsup"  # the MLflow experiment / W&B project and group (a sweep: its name)
+    tracking_dir: str | None = None  # MLflow's file store, W&B's offline runs; None -> out_dir
     out_dir: str = "runs"
     name: str | None = None
     keep_checkpoints: int = Field(2, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tensorboard_flag(cls, data: Any) -> Any:
+        """Configs saved before ``loggers`` existed: ``tensorboard: true`` is ``loggers: [tensorboard]``."""
+        if isinstance(data, dict) and "tensorboard" in data:
+            data = dict(data)
+            if data.pop("tensorboard") and "tensorboard" not in data.setdefault("loggers", []):
+                data["loggers"] = [*data["loggers"], "tensorboard"]
+        return data
+
+    @field_validator("loggers")
+    @classmethod
+    def _known_loggers(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in LOGGERS:
+                raise ValueError(
+                    f"unknown logger '{name}'.{did_you_mean(name, LOGGERS)} Loggers: {', '.join(LOGGERS)}"
+                )
+        return list(dict.fromkeys(v))
 
     @field_validator("lidar_samples")
     @classmethod

@@ -37,6 +37,11 @@ class DivergenceError(SelfsupError):
     """Training produced a non-finite loss."""
 
 
+class Stopped(Exception):  # noqa: N818 - not an error: the run did what the scheduler asked
+    """A run stopped on the scheduler's signal after writing a checkpoint at its current step (the CLI
+    prints the message and exits 143; :mod:`selfsup.train.preempt`)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ' Did you mean X?' for the closest choice, or '' when nothing is close."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

@@ -1,6 +1,7 @@
 """The one rule every ``selfsup`` command follows: a user mistake prints ``error: ...`` (and at most one
 indented hint line) and exits 2; anything else is a bug, said in one line with the traceback in a log file,
-exit 1; Ctrl-C exits 130. Click's usage errors (unknown option, missing argument) follow the same rule.
+exit 1; Ctrl-C exits 130; a run stopped by the scheduler's SIGTERM or SIGUSR1 says where it stopped and
+exits 143. Click's usage errors (unknown option, missing argument) follow the same rule.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from selfsup.errors import SelfsupError, say_error
+from selfsup.errors import SelfsupError, Stopped, say_error
 
 try:  # typer >= 0.20 ships its own copy of click
     from typer._click.exceptions import ClickException, UsageError
@@ -98,6 +99,10 @@ def user_errors(fn):
         except KeyboardInterrupt:
             say_error("interrupted")
             raise typer.Exit(130) from None
+        except Stopped as stopped:  # the scheduler's signal: checkpointed at the step it stopped
+            if str(stopped):  # rank 0 says where (the others stopped with it)
+                err_console.print(f"stopped: {escape(str(stopped))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(143) from None
         except Exception as err:  # noqa: BLE001 - the last line of defence: a bug, not a user mistake
             log = _log_bug()
             say_error(

@@ -45,12 +45,14 @@ def train(
             raise SelfsupError(f"'{resume}' is not a run directory (no config.yaml)")
         saved = C.load_yaml(config) if config else read_run_config(resume)
         cfg = C.from_dict(C.apply_overrides(saved, list(overrides or [])))
-        summary = fit(cfg, run_dir=resume, resume=True, console=console, progress=not quiet)
+        summary = fit(cfg, resume, True, console, not quiet, report=write_run_report)
     else:
-        summary = fit(C.resolve(config, overrides), console=console, progress=not quiet)
+        summary = fit(
+            C.resolve(config, overrides), console=console, progress=not quiet, report=write_run_report
+        )
     if summary.get("rank", 0) != 0:  # one of several processes: rank 0 reports
         return
-    report = write_run_report(summary["run_dir"])
+    report = Path(summary["run_dir"]) / "report.html"
     console.print(f"run directory: [bold]{summary['run_dir']}[/]  (report: {report})")
 
 

@@ -61,16 +61,17 @@ class EpochBatches(Sampler):
     """An epoch's index batches: a permutation seeded by ``(seed, epoch)``, cut into global batches of
     ``batch_size`` (the last incomplete one dropped), each process keeping its rows ``[rank * b / W,
     (rank + 1) * b / W)``. Call :meth:`set_epoch` before each epoch; iterating twice gives the same
-    batches."""
+    batches. ``len`` counts the whole epoch's batches."""
 
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         self.n, self.batch_size, self.seed = n, batch_size, seed
         share = batch_size // world_size
         self.rows = slice(rank * share, (rank + 1) * share)
-        self.epoch = 0
+        self.epoch = self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """The epoch to iterate, from its batch ``start`` (a run resumed mid-epoch skips the ones it took)."""
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
         return self.n // self.batch_size
@@ -79,7 +80,7 @@ class EpochBatches(Sampler):
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(self.n, generator=gen)
         bs = self.batch_size
-        for b in range(len(self)):
+        for b in range(self.start, len(self)):
             yield perm[b * bs : (b + 1) * bs][self.rows]
 
 

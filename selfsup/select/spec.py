@@ -252,6 +252,9 @@ class Sweep:
         data.setdefault("train", {})
         data["train"]["out_dir"] = str(self.trials_dir)
         data["train"]["name"] = name
+        # the trackers (train.loggers) keep every trial as a run of one experiment named after the sweep
+        data["train"].setdefault("experiment", self.name)
+        data["train"].setdefault("tracking_dir", str(self.sweep_dir))
         return C.from_dict(data)
 
     def fingerprint(self) -> dict[str, Any]:

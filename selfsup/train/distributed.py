@@ -11,8 +11,9 @@ NCCL on CUDA, one GPU per process) and leave it at the end. How a run is shared:
   process. Only BatchNorm differs: each process normalises its own share unless ``model.sync_bn``.
 - Rank 0 alone touches the run directory: it opens it, reads the checkpoint to resume from and writes
   metrics, checkpoints, the summary; :func:`from_main` hands its result, or its error, to every rank.
-- Verdicts are collective: a non-finite loss or embedding on any process stops every process at the
-  same step (:func:`any_rank`), so none is left waiting in a collective.
+- Verdicts are collective: a non-finite loss or embedding on any process, or a stop signal that reached
+  any of them, stops every process at the same step (:func:`any_ranks`), so none is left waiting in a
+  collective.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -244,11 +246,22 @@ def collective(err: SelfsupError) -> SelfsupError:
 
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on any of them (one all-reduce; ``flag`` in one process)."""
+    return any_ranks([flag], device)[0]
+
+
+def any_ranks(flags: list[bool], device: torch.device) -> list[bool]:
+    """:func:`any_rank` of several flags in one all-reduce."""
     if world().size == 1:
-        return flag
-    t = torch.tensor(int(flag), device=device)
+        return list(flags)
+    t = torch.tensor([int(f) for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t)
+    return [bool(v) for v in t.tolist()]
+
+
+def barrier() -> None:
+    """Wait for every process (nothing in one process)."""
+    if world().size > 1:
+        dist.barrier()
 
 
 def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
@@ -268,7 +281,8 @@ def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
 def launch_local(nproc: int, args: list[str]) -> int:
     """``python -m selfsup ARGS`` in ``nproc`` processes on this machine, started by torchrun's engine
     (``torch.distributed.run``, standalone rendezvous): ``selfsup train --nproc N``. Returns the exit
-    status: 0; 2 when a process stopped on a user error (it printed the message); 130 on Ctrl-C."""
+    status: 0; 2 when a process stopped on a user error (it printed the message); 130 on Ctrl-C; 143 when
+    stopped by SIGTERM or SIGUSR1 (checkpointed where it stopped: :mod:`selfsup.train.preempt`)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
@@ -278,12 +292,16 @@ def launch_local(nproc: int, args: list[str]) -> int:
     parsed = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", "--module", "selfsup", *args]
     )
+    # torchrun passes these signals on to its processes; SLURM's early warning (SIGUSR1) too
+    os.environ.setdefault("TORCHELASTIC_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")
     try:
         run(parsed)
-    except SignalException:  # Ctrl-C: torchrun has passed it on, the processes have said "interrupted"
-        return 130
+    except SignalException as err:  # passed on: the processes stopped (Ctrl-C: they said "interrupted")
+        return 130 if err.sigval == signal.SIGINT else 143
     except ChildFailedError as err:
         codes = {f.exitcode for f in err.failures.values()}
+        if codes == {143}:  # stopped by a scheduler's signal, checkpointed: rank 0 said where
+            return 143
         if 2 in codes and 1 not in codes:  # a user error (a bug, exit 1, outranks it)
             return 2
         raise SelfsupError(

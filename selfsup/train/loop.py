@@ -3,7 +3,9 @@
 :func:`fit` reads top to bottom: open (or resume) the run, then for each epoch one pass over the data
 (:func:`train_epoch`) and the end of the epoch (:func:`end_epoch`: monitor, ``metrics.jsonl``, checkpoint),
 then the final evaluation. The RNG state is checkpointed at epoch boundaries, so a killed run resumes
-exactly. The HTML report is a separate step (:func:`selfsup.report.write_run_report`; the CLI calls it).
+exactly; a run stopped by the scheduler's signal (:mod:`selfsup.train.preempt`) checkpoints the step it
+stopped at, with its position in the epoch, and resumes there exactly. The HTML report is a separate
+step (:func:`selfsup.report.write_run_report`; the CLI calls it).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -26,10 +29,10 @@ from torch import nn
 
 from selfsup import config as C
 from selfsup.data.stream import EpochBatches, Feed
-from selfsup.errors import ConfigError, DivergenceError, NonFiniteError
+from selfsup.errors import ConfigError, DivergenceError, NonFiniteError, Stopped
 from selfsup.methods import resolve_layer
 from selfsup.train import checkpoint as ckpt
-from selfsup.train import distributed
+from selfsup.train import distributed, preempt
 from selfsup.train.components import (
     Components,
     build,
@@ -47,9 +50,10 @@ from selfsup.train.rundir import (
     check_checkpoint_config,
     open_run_dir,
     run_lock,
-    tensorboard_writer,
     truncate_metrics,
 )
+from selfsup.train.trackers import Trackers
+from selfsup.train.trackers import check as check_trackers
 from selfsup.views import batch_shard, draw_views
 
 #: Steps between two reads of the running loss (progress bar, divergence check): the loss is summed on
@@ -71,6 +75,9 @@ class Run:
     dir: Path | None = None  # opened once everything else has been built and checked
     epoch: int = 0
     step: int = 0
+    stop: preempt.StopFlag | None = None  # raised by the scheduler's signal
+    trackers: Trackers | None = None  # train.loggers (rank 0)
+    partial: dict | None = None  # resumed mid-epoch: the batches taken and the epoch's sums so far
 
 
 def fit(
@@ -79,12 +86,15 @@ def fit(
     resume: bool = False,
     console: Console | None = None,
     progress: bool = True,
+    report: Callable[[Path], Path] | None = None,
 ) -> dict:
-    """Train one run; return its summary (also written to ``summary.json``). Under torchrun every process
-    calls this (:mod:`selfsup.train.distributed`); rank 0 writes and prints, and returns the summary, the
-    other ranks return ``{"run_dir": ..., "rank": r}``."""
+    """Train one run; return its summary (also written to ``summary.json``). ``report`` draws the trained
+    run's report (the CLI passes :func:`selfsup.report.write_run_report`), which the trackers of
+    ``train.loggers`` get as an artifact. Under torchrun every process calls this
+    (:mod:`selfsup.train.distributed`); rank 0 writes and prints, and returns the summary, the other ranks
+    return ``{"run_dir": ..., "rank": r}``."""
     t_start = time.perf_counter()
-    with distributed.joined(pick_device(cfg.train.device)) as world:
+    with distributed.joined(pick_device(cfg.train.device)) as world, preempt.watching() as stop:
         console = console or Console()
         if not world.main:
             console, progress = Console(quiet=True), False
@@ -96,6 +106,7 @@ def fit(
         c = build(cfg, data, init_weights=not resume)
         precision(c)  # reads $SELFSUP_AMX: a bad value stops the run here, before its directory exists
         run = new_run(c, world)
+        run.stop = stop
         # the run directory: rank 0 creates it (or checks it for a resume), every rank learns its path
         run.dir, resume = distributed.from_main(_open_run_dir, cfg, run_dir, resume)
         with run_lock(run.dir) if world.main else contextlib.nullcontext():
@@ -104,24 +115,31 @@ def fit(
             if world.main:
                 C.save(cfg, run.dir / "config.yaml")
                 truncate_metrics(run.dir / "metrics.jsonl", run.epoch)
-            summary = _train(c, run, console, progress)
-            if not world.main:
-                return {"run_dir": str(run.dir), "rank": world.rank}
-            summary["train_seconds"] = time.perf_counter() - t_start
-            summary["train_precision"] = precision(c)
-            summary["processes"] = world.size
-            summary["peak_rss_mb"] = peak_rss_mb()
-            if c.device.type == "cuda":
-                summary["peak_device_mb"] = torch.cuda.max_memory_allocated(c.device) / 2**20
-            (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            with Trackers(cfg, run.dir, run.epoch, enabled=world.main) as run.trackers:
+                try:
+                    summary = _train(c, run, console, progress)
+                except Stopped as stopped:  # every process stopped at the same step, checkpointed there
+                    raise Stopped(f"{stopped}; {preempt.requeue()}" if world.main else "") from None
+                if not world.main:
+                    return {"run_dir": str(run.dir), "rank": world.rank}
+                summary.update(train_seconds=time.perf_counter() - t_start, **_resources(c, world))
+                (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
+                run.trackers.finish(summary, report(run.dir) if report is not None else None)
     console.print(_summary_line(summary))
     return summary
+
+
+def _resources(c: Components, world: distributed.World) -> dict:
+    """What the run ran on: the precision of its steps, its processes, its peak memory."""
+    used = {"train_precision": precision(c), "processes": world.size, "peak_rss_mb": peak_rss_mb()}
+    if c.device.type == "cuda":
+        used["peak_device_mb"] = torch.cuda.max_memory_allocated(c.device) / 2**20
+    return used
 
 
 def _train(c: Components, run: Run, console: Console, progress: bool) -> dict:
     """The epochs (one pass over the data, then monitor, log and checkpoint), then the final evaluation."""
     cfg, data = c.cfg, c.data
-    writer = tensorboard_writer(run.dir) if cfg.train.tensorboard and run.world.main else None
     x_train = data.train.x if data.train.streamed else data.train.x.to(c.device)
     batches = EpochBatches(
         len(data.train), cfg.train.batch_size, cfg.train.seed, run.world.rank, run.world.size
@@ -133,14 +151,14 @@ def _train(c: Components, run: Run, console: Console, progress: bool) -> dict:
     with _progress_bar(console, progress) as bar:
         while run.epoch < cfg.train.epochs:  # end_epoch advances run.epoch
             t0 = time.perf_counter()
-            batches.set_epoch(run.epoch)
+            batches.set_epoch(run.epoch, start=run.partial["batches"] if run.partial else 0)
             record = train_epoch(c, run, feed, y_train, bar)
             record["epoch_time"] = time.perf_counter() - t0
-            end_epoch(c, run, record, x_mon, writer)
+            end_epoch(c, run, record, x_mon)
             bar.console.print(_epoch_line(record, cfg.train.epochs))
     feed.close()  # its worker processes are not needed for the final evaluation
-    if writer is not None:
-        writer.close()
+    if distributed.any_rank(bool(run.stop), c.device):  # signalled at the last epoch's end: it is saved
+        raise Stopped(f"stopped by {run.stop.signal_name or 'another process'} after the last epoch")
     return final_summary(c, run.dir) if run.world.main else {}
 
 
@@ -164,17 +182,22 @@ def _resume(c: Components, run: Run, console: Console) -> None:
                 f"them (set train.epochs to {run.epoch} or more)"
             )
         )
-    console.print(f"resuming [bold]{run.dir}[/] from {path.name} (epoch {run.epoch + 1})")
+    at = f", batch {run.partial['batches'] + 1}" if run.partial else ""
+    console.print(f"resuming [bold]{run.dir}[/] from {path.name} (epoch {run.epoch + 1}{at})")
 
 
 def _open_run_dir(cfg: C.RunConfig, run_dir: str | Path | None, resume: bool) -> tuple[Path, bool]:
     """Rank 0: a new run directory with its ``config.yaml``, or the one to resume, checked against ``cfg``.
     Under ``torchrun --max-restarts`` a restarted attempt resumes the run its first attempt created, and
-    does not retry a run that diverged (it would diverge again at the same step)."""
+    does not retry a run that diverged (it would diverge again at the same step); in a SLURM job the run is
+    named from the job, and a requeued job resumes it."""
     if (diverged := distributed.noted("diverged")) is not None:
         raise DivergenceError(f"{diverged} (in an earlier attempt of this torchrun job: not retried)")
     if (restarted := distributed.noted("run_dir")) is not None and run_dir is None and not resume:
         run_dir, resume = restarted, True
+    check_trackers(cfg)  # installed, their directory writable: before anything is written
+    if run_dir is None and not resume and (job_dir := preempt.slurm_run_dir(cfg)) is not None:
+        run_dir, resume = job_dir, (job_dir / "config.yaml").is_file()  # a requeued job: go on
     run_dir = open_run_dir(cfg, run_dir, resume)
     if not resume:
         C.save(cfg, run_dir / "config.yaml")
@@ -189,7 +212,7 @@ def _read_checkpoint(c: Components, run_dir: Path) -> tuple[dict, Path] | None:
     ckpt.remove_temp_files(run_dir / "checkpoints")
     if not ckpt.list_checkpoints(run_dir / "checkpoints"):
         return None
-    state, path = ckpt.load_latest(run_dir / "checkpoints", map_location="cpu")
+    state, path = ckpt.load_latest(run_dir / "checkpoints", map_location="cpu", partial=True)
     check_checkpoint_config(state, c.cfg, run_dir, path)
     return state, path
 
@@ -247,39 +270,41 @@ def restore(c: Components, run: Run, state: dict, path: Path) -> tuple[Path, str
             saved = state["rng_cuda"][min(trained_on, len(state["rng_cuda"]) - 1)]
         if saved is not None:
             torch.cuda.set_rng_state(saved, c.device)
-    run.epoch, run.step = state["epoch"] + 1, state["step"]
+    run.partial = state.get("partial")  # a mid-epoch checkpoint: that epoch goes on from there
+    run.epoch, run.step = state["epoch"] + (run.partial is None), state["step"]
     return path, state.get("precision")
 
 
 def train_epoch(c: Components, run: Run, feed: Feed, y_train, bar: Progress) -> dict:
     """One pass over a seeded permutation of the training set (``feed``: the last incomplete batch is
     dropped). With several processes each takes its share of every (global) batch and draws its views as
-    one process holding the whole batch would."""
+    one process holding the whole batch would. A run resumed mid-epoch takes the rest of the epoch from
+    where it stopped; a stop signal ends the epoch after the current step (:func:`_stop`)."""
     cfg, device = c.cfg, c.device
     bs, epoch = cfg.train.batch_size, run.epoch
     first_row = feed.batches.rows.start  # this process's rows of a global batch start here
-    steps = len(feed.batches)
+    steps, start = len(feed.batches), feed.batches.start
     total_steps = steps * cfg.train.epochs
-    skipped_before = feed.skipped
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    loss_sum, correct, skipped_so_far = _epoch_sums(run, device)
+    skipped_before = feed.skipped - skipped_so_far
     amp = use_amp(cfg.train.amp, device)
     task = bar.task_ids[0]
-    bar.reset(task, total=steps, epoch=f"{epoch + 1}/{cfg.train.epochs}", loss="-")
-    for b, (idx, x) in enumerate(feed):
+    bar.reset(task, total=steps, completed=start, epoch=f"{epoch + 1}/{cfg.train.epochs}", loss="-")
+    for b, (idx, x) in enumerate(feed, start):
         # the batch (this process's rows) and its views
         set_lr(run.opt, cfg.optim.lr * lr_factor(run.step, cfg.optim, steps, total_steps))
         shard = batch_shard(first_row, bs) if run.world.size > 1 else contextlib.nullcontext()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp), shard:
             views, transform = draw_views(c.views, x, idx)  # transform: SIE's, for pairs
             # the loss (masked methods draw their masks, sharded as the views); a criterion refuses
-            # non-finite embeddings, and every process hears of it
+            # non-finite embeddings, and every process hears of it, as of a stop signal
             try:
                 loss, feats = run.step_model(views, idx, transform)
                 failed = False
             except NonFiniteError:
                 failed = True
-        if distributed.any_rank(failed, device):
+        failed, stopping = distributed.any_ranks([failed, bool(run.stop)], device)
+        if failed:
             _diverged(run, b)
         # the update (DDP averages the gradients), the EMA teacher, the online probe
         run.opt.zero_grad(set_to_none=True)
@@ -293,6 +318,8 @@ def train_epoch(c: Components, run: Run, feed: Feed, y_train, bar: Progress) -> 
         if run.probe is not None:
             correct += _online_probe_step(run, feats, y_train[idx])
         loss_sum += loss.detach()
+        if stopping:  # the scheduler's signal: a checkpoint at this step, then every process leaves
+            _stop(c, run, b + 1, loss_sum, correct, feed.skipped - skipped_before)
         shown = None
         if (b + 1) % LOG_EVERY == 0 or b + 1 == steps:  # the only host syncs of the loop
             mean = float(distributed.mean_over_ranks(loss_sum)) / (b + 1)
@@ -300,6 +327,7 @@ def train_epoch(c: Components, run: Run, feed: Feed, y_train, bar: Progress) -> 
                 _diverged(run, b)
             shown = f"{mean:.4g}"
         bar.update(task, advance=1, **({"loss": shown} if shown else {}))
+    mean = float(distributed.mean_over_ranks(loss_sum)) / steps
     record = {"epoch": epoch + 1, "step": run.step, "loss": mean, "lr": run.opt.param_groups[0]["lr"]}
     if run.probe is not None:
         record["online_probe_train_acc"] = int(distributed.sum_over_ranks(correct)) / (steps * bs)
@@ -308,6 +336,36 @@ def train_epoch(c: Components, run: Run, feed: Feed, y_train, bar: Progress) -> 
     if skipped:
         record["unreadable_samples"] = skipped
     return record
+
+
+def _epoch_sums(run: Run, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The epoch's running loss sum, correct online-probe predictions and undecodable samples: zero, or
+    where a stopped run left them (the loss on every process, the counts on rank 0: the sums over the
+    processes are the stopped run's)."""
+    saved, run.partial = run.partial or {}, None
+    loss_sum = saved["loss_sum"].to(device) if saved else torch.zeros((), device=device)
+    if not (saved and run.world.main):
+        return loss_sum, torch.zeros((), dtype=torch.long, device=device), 0
+    return loss_sum, saved["correct"].to(device), saved["skipped"]
+
+
+def _stop(c: Components, run: Run, batches: int, loss_sum, correct, skipped: int) -> NoReturn:
+    """Checkpoint the run after the first ``batches`` batches of this epoch (with every RNG state and the
+    epoch's sums: the resume goes on exactly), then stop every process (:class:`Stopped`)."""
+    partial = {
+        "batches": batches,
+        "loss_sum": distributed.mean_over_ranks(loss_sum).cpu(),
+        "correct": distributed.sum_over_ranks(correct).cpu(),
+        "skipped": int(distributed.sum_over_ranks(torch.tensor(skipped, device=c.device))),
+    }
+    path = ckpt.checkpoint_path(run.dir / "checkpoints", run.epoch, batches)
+    if run.world.main:
+        ckpt.save_checkpoint({**_state(c, run), "epoch": run.epoch, "partial": partial}, path)
+    distributed.barrier()  # nobody leaves before the checkpoint is on disk
+    raise Stopped(
+        f"stopped by {run.stop.signal_name or 'another process'} at epoch {run.epoch + 1}, batch {batches} "
+        f"(step {run.step}): {path}"
+    )
 
 
 def _online_probe_step(run: Run, feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -334,7 +392,7 @@ def _diverged(run: Run, b: int) -> NoReturn:
     raise distributed.collective(err)
 
 
-def end_epoch(c: Components, run: Run, record: dict, x_mon: torch.Tensor, writer) -> None:
+def end_epoch(c: Components, run: Run, record: dict, x_mon: torch.Tensor) -> None:
     """Monitor (every ``train.monitor_every`` epochs and at the last), log the epoch, checkpoint it."""
     cfg, epoch = c.cfg, run.epoch
     if (epoch + 1) % cfg.train.monitor_every == 0 or epoch + 1 == cfg.train.epochs:
@@ -347,11 +405,16 @@ def end_epoch(c: Components, run: Run, record: dict, x_mon: torch.Tensor, writer
     if not run.world.main:  # every rank monitors (its RNG stays in step with rank 0's); rank 0 writes
         return
     append_metrics(run.dir / "metrics.jsonl", record)
-    if writer is not None:
-        for k, v in record.items():
-            writer.add_scalar(k, v, epoch + 1)
-    state = {
-        "epoch": epoch,
+    run.trackers.log_epoch(record)
+    path = ckpt.checkpoint_path(run.dir / "checkpoints", epoch)
+    ckpt.save_checkpoint({**_state(c, run), "epoch": epoch}, path)
+    ckpt.prune(run.dir / "checkpoints", cfg.train.keep_checkpoints)
+
+
+def _state(c: Components, run: Run) -> dict:
+    """What a checkpoint holds but its ``epoch``: the step, the weights and optimiser states, every RNG,
+    the config, the precision the steps ran in."""
+    return {
         "step": run.step,
         "model": c.model.state_dict(),
         "optimizer": run.opt.state_dict(),
@@ -359,11 +422,9 @@ def end_epoch(c: Components, run: Run, record: dict, x_mon: torch.Tensor, writer
         "probe_optimizer": run.probe_opt.state_dict() if run.probe_opt is not None else None,
         "rng_cpu": torch.get_rng_state(),
         "rng_device": torch.cuda.get_rng_state(c.device) if c.device.type == "cuda" else None,
-        "config": cfg.model_dump(mode="json"),
+        "config": c.cfg.model_dump(mode="json"),
         "precision": precision(c),
     }
-    ckpt.save_checkpoint(state, ckpt.checkpoint_path(run.dir / "checkpoints", epoch))
-    ckpt.prune(run.dir / "checkpoints", cfg.train.keep_checkpoints)
 
 
 @torch.no_grad()

@@ -17,6 +17,18 @@ from selfsup import config as C
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.paths import check_output_dir
 
+#: The ``train`` keys a resume may change: epochs may grow; names, logging and the device may change.
+RESUME_MAY_CHANGE = (
+    "epochs",
+    "name",
+    "out_dir",
+    "loggers",
+    "experiment",
+    "tracking_dir",
+    "device",
+    "monitor_every",
+)
+
 
 def open_run_dir(cfg: C.RunConfig, run_dir: str | Path | None, resume: bool) -> Path:
     """A new run directory (``train.out_dir/train.name``, or a dated name; never an existing one), or, to
@@ -87,7 +99,16 @@ def _flat(d: dict, prefix: str = "") -> dict:
 def _comparable(cfg_dict: dict) -> dict:
     """The parts of a config that must match for a resume (epochs may grow, logging may change)."""
     d = json.loads(json.dumps(cfg_dict))
-    for key in ("epochs", "name", "out_dir", "tensorboard", "device", "monitor_every"):
+    for key in (
+        "epochs",
+        "name",
+        "out_dir",
+        "loggers",
+        "experiment",
+        "tracking_dir",
+        "device",
+        "monitor_every",
+    ):
         d.get("train", {}).pop(key, None)
     return d
 
@@ -179,13 +200,3 @@ def _same_file(path: Path, fd: int) -> bool:
         return os.stat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
-
-
-def tensorboard_writer(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise SelfsupError(
-            "train.tensorboard=true needs the tensorboard package: pip install tensorboard"
-        ) from None
-    return SummaryWriter(str(run_dir / "tensorboard"))

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,11 +127,12 @@ def jobs(tmp_path_factory) -> dict[str, Path]:
             (2, _torchrun("--standalone", "--nproc-per-node=2")),
         ):
             name = f"{method}-{nproc}"
+            tracked = ["train.loggers=[mlflow]"] if name == "vicreg-2" else []  # rank 0 alone logs
             code, out = _job(
                 cmd,
                 root / "rec" / name,
                 [*TINY, *(a.replace("{root}", str(root)) for a in METHODS[method])]
-                + [f"train.out_dir={root}", f"train.name={name}"],
+                + [f"train.out_dir={root}", f"train.name={name}", *tracked],
             )
             assert code == 0, out
     return {"root": root}
@@ -154,16 +156,22 @@ def test_two_processes_equal_one(jobs, method):
     assert s2["linear_acc"] == pytest.approx(s1["linear_acc"], abs=1 / 360 + 1e-9)  # one test sample at most
 
 
-def test_only_rank_zero_writes(jobs):
+def test_only_rank_zero_writes(jobs, monkeypatch):
     run = jobs["root"] / "vicreg-2"
     assert sorted(p.name for p in run.iterdir()) == sorted(
         ["checkpoints", "config.yaml", "embedding_map.npz", "metrics.jsonl", "report.html", "summary.json"]
-        + _report_files(run)
+        + ["trackers.json", *_report_files(run)]
     )
     assert [p.name for p in sorted((run / "checkpoints").iterdir())] == [
         f"epoch-0000{i}.ckpt" for i in range(3)
     ]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3  # one line per epoch, not per process
+    from mlflow.tracking import MlflowClient  # one MLflow run, one value per epoch: rank 0 alone logs
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3's opt-in to its file store
+    client = MlflowClient(tracking_uri=(jobs["root"] / "mlruns").as_uri())
+    (logged,) = client.search_runs([client.get_experiment_by_name("selfsup").experiment_id])
+    assert [m.step for m in client.get_metric_history(logged.info.run_id, "loss")] == [1, 2, 3]
 
 
 def _report_files(run: Path) -> list[str]:
@@ -214,6 +222,55 @@ def test_killed_worker_restarts_and_resumes(jobs, tmp_path):
     last, last_ref = ((r / "metrics.jsonl").read_text().splitlines()[-1] for r in (run, ref))
     assert json.loads(last)["loss"] == pytest.approx(json.loads(last_ref)["loss"], rel=1e-6)
     _assert_same_weights(_weights(run), _weights(ref), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "nproc,signalled",
+    [(1, "0:15:SIGTERM"), (2, "1:15:SIGUSR1")],  # under torchrun only rank 1 hears it: the ranks agree
+    ids=["one-process", "torchrun"],
+)
+def test_scheduler_signal_stops_mid_epoch_requeues_and_resumes_exactly(jobs, tmp_path, nproc, signalled):
+    """SLURM's signal at step 15 (epoch 2, batch 4 of 11): every process stops after that step within 30 s,
+    exit 143, a verified checkpoint at that step, ``scontrol requeue`` called; the requeued job (the same
+    command, the same SLURM_JOB_ID) resumes the run named from the job, and ends as the uninterrupted run:
+    the same loss at every step, the same weights, the same final metrics."""
+    (tmp_path / "bin").mkdir()
+    scontrol = tmp_path / "bin" / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    scontrol.chmod(0o755)
+    env = {"SLURM_JOB_ID": "4242", "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    cmd = [sys.executable, WORKER] if nproc == 1 else _torchrun("--standalone", "--nproc-per-node=2")
+    args = [*TINY, *METHODS["vicreg"], f"train.out_dir={tmp_path}"]  # no name: SLURM's job names the run
+
+    code, out = _job(cmd, tmp_path / "stopped", args, env={**env, "DDP_TEST_SIGNAL": signalled})
+    ended = time.time()
+    assert code == (143 if nproc == 1 else 1), out  # torchrun itself exits 1 when its processes fail
+    assert out.count("exitcode  : 143") == (0 if nproc == 1 else 2), out  # both processes stopped
+    assert ended - float((tmp_path / "stopped" / "signalled.txt").read_text()) < 30
+    said = "stopped by SIGTERM" if nproc == 1 else "stopped by another process"  # rank 1 heard it
+    assert f"stopped: {said} at epoch 2, batch 4" in out and "requeued SLURM job 4242" in out, out
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"  # once: rank 0 asks
+    run = tmp_path / "vicreg-digits-slurm4242"
+    state, path = ckpt.load_latest(run / "checkpoints", partial=True)  # verified (digest, safe loader)
+    assert path.name == "epoch-00001-batch-000004.ckpt" and state["partial"]["batches"] == 4
+    assert state["step"] == 15 and len(_losses(tmp_path / "stopped")) == 15
+    assert not (run / "summary.json").exists()
+
+    code, out = _job(cmd, tmp_path / "resumed", args, env=env)  # the requeued job: the same command
+    assert code == 0, out
+    assert "resuming" in out and "batch 5" in out
+    ref = jobs["root"] / f"vicreg-{nproc}"
+    assert _losses(tmp_path / "stopped") + _losses(tmp_path / "resumed") == _losses(
+        jobs["root"] / "rec" / f"vicreg-{nproc}"
+    )
+    _assert_same_weights(_weights(run), _weights(ref), rtol=0)
+    s, s_ref = (json.loads((r / "summary.json").read_text()) for r in (run, ref))
+    assert all(s[k] == s_ref[k] for k in ("linear_acc", "knn_acc", "rankme_backbone"))
+    m, m_ref = ((r / "metrics.jsonl").read_text().splitlines() for r in (run, ref))
+    assert [json.loads(r)["loss"] for r in m] == [json.loads(r)["loss"] for r in m_ref]
+    assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == [  # the mid-epoch one is gone
+        f"epoch-0000{i}.ckpt" for i in (2, 1, 0)
+    ]
 
 
 @pytest.mark.parametrize(
