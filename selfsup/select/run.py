@@ -20,7 +20,7 @@ from selfsup.errors import ConfigError, SelfsupError
 from selfsup.methods import RUN_METRICS
 from selfsup.select import study as S
 from selfsup.select import summary as summ
-from selfsup.select.selection import pick_highest
+from selfsup.select.progress import status_line, sweep_status
 from selfsup.select.spec import Sweep, load_sweep, threads_per_worker
 
 
@@ -42,18 +42,6 @@ def _check_dir(sweep: Sweep, recs: list[S.TrialRecord]) -> None:
             f"'{sweep.name}' (a deleted or different storage?). Remove that directory, or give the sweep "
             "another name or out_dir."
         )
-
-
-def _status(recs: list[S.TrialRecord], n: int, direction: str) -> dict[str, Any]:
-    slots = S.slot_table(recs, n)
-    done = [slots.done[k] for k in sorted(slots.done)]
-    i = pick_highest([r.score for r in done], direction)
-    return {
-        "done": len(done),
-        "running": len(slots.busy),
-        "failed": sum(r.state == "failed" for r in done),
-        "best": done[i] if i is not None else None,
-    }
 
 
 def _line(sweep: Sweep, r: S.TrialRecord) -> str:
@@ -190,30 +178,38 @@ def _progress_bar(console: Console, progress: bool) -> Progress:
     )
 
 
+def _bar_shown(bar: Progress) -> bool:
+    """Whether the bar is drawn: not with ``--quiet``, nor when the output is a file or a pipe (rich draws a
+    live display on a terminal only); then a status line after each finished trial says how far it is."""
+    c = bar.console
+    return not bar.disable and c.is_terminal and not c.is_dumb_terminal
+
+
 def _watch(sweep: Sweep, study, st, procs: list[tuple[subprocess.Popen, Any]], bar: Progress) -> None:
-    """Until every worker has exited: reap dead trials, print each finished trial once, update the bar."""
+    """Until every worker has exited: reap dead trials, print each finished trial once, update the bar
+    (done / running / left, failed, best, ETA), or, without a bar, print the status after new trials."""
     spec = sweep.spec
     n = sweep.n_trials
     seen: set[int] = set()
+    shown = _bar_shown(bar)
     with bar:
         task = bar.add_task(sweep.name, total=n, status="")
         while True:
             S.reap(study, st, spec.grace_period)
             recs = S.records(study)
-            for r in sorted(recs, key=lambda r: r.number):
-                if r.number not in seen and r.state in ("complete", "failed", "interrupted"):
-                    seen.add(r.number)
-                    bar.console.print(_line(sweep, r))
-            s = _status(recs, n, spec.direction)
-            best = s["best"]
-            bar.update(
-                task,
-                completed=s["done"],
-                status=(
-                    f"running {s['running']}  failed {s['failed']}  best "
-                    + (f"{best.score:.4g} (trial {best.number})" if best else "-")
-                ),
-            )
+            new = [
+                r
+                for r in sorted(recs, key=lambda r: r.number)
+                if r.number not in seen and r.state in ("complete", "failed", "interrupted")
+            ]
+            for r in new:
+                seen.add(r.number)
+                bar.console.print(_line(sweep, r))
+            s = sweep_status(recs, n, spec.direction, spec.workers)
+            if new and not shown:
+                bar.console.print(status_line(s), highlight=False)
+            best = f"{s.best.score:.4g} (trial {s.best.number})" if s.best else "-"
+            bar.update(task, completed=s.done, status=f"{status_line(s)}  best {best}")
             if all(p.poll() is not None for p, _ in procs):
                 break
             time.sleep(0.5)

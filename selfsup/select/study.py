@@ -169,14 +169,15 @@ class TrialRecord:
     worker: dict | None = None
     resumed_from: int | None = None
     datetime_start: datetime | None = None
+    datetime_complete: datetime | None = None  # when it ended (None while it runs)
 
     @property
     def finished(self) -> bool:
         return self.state in ("complete", "failed")
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("trial_id", "worker", "datetime_start")}
-        return d
+        skip = ("trial_id", "worker", "datetime_start", "datetime_complete")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
 
 def classify(t: FrozenTrial) -> str:
@@ -212,6 +213,7 @@ def record(t: FrozenTrial) -> TrialRecord:
         worker=a.get("worker"),
         resumed_from=a.get("resumed_from"),
         datetime_start=t.datetime_start,
+        datetime_complete=t.datetime_complete,
     )
 
 

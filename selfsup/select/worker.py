@@ -8,6 +8,7 @@ rule is in :mod:`selfsup.select.study`.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from selfsup.errors import DivergenceError, SelfsupError
+from selfsup.errors import DivergenceError, SelfsupError, Stopped
 from selfsup.methods import RUN_METRICS, methods_recording, resolve_layer
 from selfsup.select import study as S
 from selfsup.select.spec import ParamSpec, Sweep, finite, load_sweep
@@ -247,6 +248,23 @@ class Worker:
         self._end(trial, state=TrialState.FAIL)
         self.say(f"trial {trial.number} FAILED ({outcome}): {reason.splitlines()[0] if reason else ''}")
 
+    def write_report(self, trial: optuna.Trial, run_dir: Path) -> Path | None:
+        """The trial's own ``report.html`` (what ``selfsup train`` writes; the sweep report links it, the
+        trackers of ``train.loggers`` get it). A report that cannot be drawn is said in the worker log and
+        does not fail the trial."""
+        from selfsup.report import write_run_report
+
+        start = time.perf_counter()
+        try:
+            path = write_run_report(run_dir)
+        except Exception as err:  # noqa: BLE001 - the trial's numbers are in; only its pictures are missing
+            if not isinstance(err, SelfsupError):
+                traceback.print_exc(file=self.log)
+            self.say(f"trial {trial.number}: no report.html ({type(err).__name__}: {err}); the trial goes on")
+            return None
+        self.say(f"trial {trial.number}: wrote report.html in {time.perf_counter() - start:.2f} s")
+        return path
+
     def run_slot(self, trial: optuna.Trial, slot: int, inherit: S.TrialRecord | None) -> None:
         from rich.console import Console
 
@@ -276,11 +294,12 @@ class Worker:
         console = Console(file=self.log, width=110, force_terminal=False, soft_wrap=True)
         try:
             cfg = sweep.trial_config(params, name)
-            summary = fit(cfg, run_dir=run_dir, resume=resume, console=console, progress=False)
+            report = functools.partial(self.write_report, trial)
+            summary = fit(cfg, run_dir=run_dir, resume=resume, console=console, progress=False, report=report)
             metrics = trial_metrics(summary, sweep)
         except DivergenceError as err:
             return self._fail(trial, "diverged", str(err))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Stopped):  # a stopped trial stays running: the next worker resumes it
             raise
         except Exception as err:  # noqa: BLE001 - a crashed trial is recorded and the sweep goes on
             if not isinstance(err, SelfsupError):
@@ -321,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Stopped as stopped:  # the scheduler's signal: the trial's checkpoint is written
+        print(f"stopped: {stopped}", file=sys.stderr)
+        return 143
     return 0
 
 

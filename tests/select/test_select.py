@@ -1,6 +1,7 @@
 """Selection rules on hand-made score tables, the summary's statistics against scipy / by-hand values,
 the sweep file's validation, and bad input exiting 2 (no training here: all fast)."""
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from selfsup.select import (
     rank_agreement,
     threshold_candidates,
 )
+from selfsup.select.progress import eta_seconds, format_duration, status_line, sweep_status
 from selfsup.select.study import TrialRecord, slot_table
 from selfsup.select.summary import summarize
 from selfsup.select.worker import resolve_layer
@@ -129,6 +131,58 @@ def test_summary_statistics_on_a_hand_made_sweep(tmp_path):
     # unfinished: an interrupted slot is free again, a running one busy
     part = slot_table(recs[:2] + [_rec(5, 2, "running", 10.0)], 4)
     assert part.free == [0, 3] and part.inherit[0].number == 1 and list(part.busy) == [2]
+    # the report's trials table links a trial's own report.html, relative, only where the worker wrote one
+    from selfsup.report.sweep_report import _trials_table
+
+    (tmp_path / "trials" / "0").mkdir(parents=True)
+    (tmp_path / "trials" / "0" / "report.html").write_text("<html></html>")
+    html = _trials_table(s, tmp_path)
+    assert '<a href="trials/0/report.html">trials/0</a>' in html
+    assert ">trials/2<" in html and 'href="trials/2' not in html  # no report there: plain text
+
+
+# --- progress while a sweep runs -------------------------------------------------------------------------
+
+
+def test_eta_by_hand():
+    assert eta_seconds([], [5.0], left=3, workers=2) is None  # no finished trial yet: "ETA -"
+    assert eta_seconds([10.0], [], left=4, workers=2) == 20.0  # ceil(4 / 2) * 10
+    assert eta_seconds([10.0], [], left=3, workers=2) == 20.0  # ceil(3 / 2) * 10
+    assert eta_seconds([10.0], [4.0], left=2, workers=1) == 26.0  # 6 s left of the running one, then 2 * 10
+    # two running trials (6 s and 2 s left), two slots to go: the last worker frees at 6 + 10
+    assert eta_seconds([10.0], [4.0, 8.0], left=2, workers=2) == 16.0
+    assert eta_seconds([5.0, 100.0, 10.0], [], left=3, workers=3) == 10.0  # the median, not the mean
+    assert eta_seconds([10.0], [30.0], left=0, workers=1) == 0.0  # running past the median: nothing more
+    # more trials running than workers here (another machine joined): each keeps its own worker
+    assert eta_seconds([10.0], [0.0, 0.0, 0.0], left=0, workers=1) == 10.0
+    assert [format_duration(x) for x in (None, 40.4, 59.6, 240.0, 7500.0)] == [
+        "-",
+        "40 s",
+        "1 min",
+        "4 min",
+        "2 h 05 min",
+    ]
+
+
+def test_status_line_from_trial_records():
+    t0 = datetime(2025, 1, 1, 12, 0, 0)
+
+    def timed(rec, start, end):
+        rec.datetime_start = t0 + timedelta(seconds=start)
+        rec.datetime_complete = None if end is None else t0 + timedelta(seconds=end)
+        return rec
+
+    recs = [
+        timed(_rec(0, 0, "complete", 0.1, score=5.0), 0, 100),
+        timed(_rec(1, 1, "failed", 1.0, outcome="diverged"), 0, 300),
+        timed(_rec(2, 2, "running", 10.0), 250, None),
+    ]
+    # median 200 s; the running trial has 150 s left, the free slot goes to the idle worker: 200 s
+    s = sweep_status(recs, 4, "maximize", workers=2, now=t0 + timedelta(seconds=300))
+    assert (s.done, s.failed, s.running, s.left, s.best.number, s.eta) == (2, 1, 1, 1, 0, 200.0)
+    assert status_line(s) == "2 done (1 failed), 1 running, 1 left, ETA 3 min"
+    first = sweep_status(recs[2:], 4, "maximize", workers=2, now=t0 + timedelta(seconds=300))
+    assert status_line(first) == "0 done, 1 running, 3 left, ETA -"
 
 
 # --- the sweep file ---------------------------------------------------------------------------------------
@@ -189,6 +243,8 @@ def test_grid_order_and_trial_config(tmp_path):
     cfg = sw.trial_config(sw.grid()[3], "7")
     assert cfg.optim.weight_decay == 0.01 and cfg.method.params == {"cov_coeff": 2}
     assert cfg.optim.lr == pytest.approx(1e-3) and cfg.train.out_dir == str(tmp_path / "trials")
+    # with train.loggers, every trial is a run of the tracker experiment named after the sweep
+    assert cfg.train.experiment == "g" and cfg.train.tracking_dir == str(tmp_path)
     assert sw.storage_url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
 
 
@@ -294,8 +350,10 @@ def test_worker_records_failures_and_goes_on(tmp_path, monkeypatch):
     from selfsup.select import study as S
     from selfsup.select.worker import Worker
 
-    def fake_fit(cfg, run_dir, resume, console, progress):
+    def fake_fit(cfg, run_dir, resume, console, progress, report):
         c = cfg.method.params["cov_coeff"]
+        if c == 0.1:
+            assert report(run_dir) is None  # what fit does last: the report (none: no run directory)
         if c == 1.0:
             raise DivergenceError("non-finite loss (nan) at epoch 1, step 3")
         if c == 10.0:
@@ -318,6 +376,8 @@ def test_worker_records_failures_and_goes_on(tmp_path, monkeypatch):
     assert recs[0].score == 7.5 and recs[0].metrics["layer"] == "fc2"  # the backbone's output
     assert recs[1].outcome == "diverged" and "non-finite loss" in recs[1].reason
     assert recs[2].outcome == "crashed" and recs[2].reason == "RuntimeError: out of memory"
+    # the stand-in wrote no run directory, so no report.html could be drawn: said in the log, trial complete
+    assert f"trial {recs[0].number}: no report.html (SelfsupError" in (tmp_path / "log.txt").read_text()
     s = summarize(sweep, list(recs.values()))
     assert s["counts"]["complete"] == 1 and s["counts"]["failed"] == 2
     assert s["selection"]["pick"]["trial"] == recs[0].number

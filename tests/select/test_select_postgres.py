@@ -172,6 +172,7 @@ def test_two_worker_sweep_on_postgresql(tmp_path, monkeypatch, postgres_url):
     path = tiny_sweep(tmp_path, "pg", storage=postgres_url)
     res = runner.invoke(app, ["sweep", "--quiet", "--config", str(path)])
     assert res.exit_code == 0, res.output
+    assert "3 done, 0 running, 0 left, ETA 0 s" in res.output  # the status line after the last trial
     sweep_dir = tmp_path / "sweeps" / "pg"
     assert not (sweep_dir / "study.db").exists()  # the study lives in PostgreSQL
     done = check_finished_sweep(sweep_dir, postgres_url, "pg")

@@ -4,6 +4,7 @@ grid point, one run directory each; then ``selfsup sweep summary``."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,6 +58,10 @@ def check_finished_sweep(sweep_dir, storage_url, name):
         summary = json.loads((sweep_dir / t.user_attrs["run_dir"] / "summary.json").read_text())
         assert t.value == pytest.approx(summary["rankme_backbone"])
         assert t.user_attrs["metrics"]["linear_acc"] == pytest.approx(summary["linear_acc"])
+    # every trial wrote its own run report, and the sweep report links each one relatively
+    links = re.findall(r'<a href="([^"]+)"', (sweep_dir / "report.html").read_text())
+    assert sorted(links) == sorted(f"{t.user_attrs['run_dir']}/report.html" for t in done)
+    assert all((sweep_dir / link).is_file() for link in links)
     return done
 
 
@@ -91,6 +96,10 @@ def test_sweep_killed_then_resumed_finishes_exactly_once(tmp_path, monkeypatch):
 
     again = runner.invoke(app, cmd[3:])  # the same command, in this process (saves a start-up)
     assert again.exit_code == 0, again.output
+    # --quiet and not a terminal: no bar, a status line after each finished trial (the resumed one at once)
+    out = again.output
+    assert re.search(r"^[12] done, [0-2] running, [0-2] left, ETA \d+ (s|min)$", out, re.M), out
+    assert re.search(r"^3 done, 0 running, 0 left, ETA 0 s$", out, re.M), out
     done = check_finished_sweep(sweep_dir, url, "kill")
     assert (sweep_dir / "report.html").is_file() and (sweep_dir / "summary.json").is_file()
 
