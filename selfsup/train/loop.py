@@ -4,8 +4,9 @@
 (:func:`train_epoch`) and the end of the epoch (:func:`end_epoch`: monitor, ``metrics.jsonl``, checkpoint),
 then the final evaluation. The RNG state is checkpointed at epoch boundaries, so a killed run resumes
 exactly; a run stopped by the scheduler's signal (:mod:`selfsup.train.preempt`) checkpoints the step it
-stopped at, with its position in the epoch, and resumes there exactly. The HTML report is a separate
-step (:func:`selfsup.report.write_run_report`; the CLI calls it).
+stopped at, with its position in the epoch, and resumes there exactly. The HTML report is drawn by the
+``report`` callable :func:`fit` is given (the CLI and the sweep worker pass
+:func:`selfsup.report.write_run_report`), before the trackers of ``train.loggers`` close.
 """
 
 from __future__ import annotations
@@ -157,8 +158,6 @@ def _train(c: Components, run: Run, console: Console, progress: bool) -> dict:
             end_epoch(c, run, record, x_mon)
             bar.console.print(_epoch_line(record, cfg.train.epochs))
     feed.close()  # its worker processes are not needed for the final evaluation
-    if distributed.any_rank(bool(run.stop), c.device):  # signalled at the last epoch's end: it is saved
-        raise Stopped(f"stopped by {run.stop.signal_name or 'another process'} after the last epoch")
     return final_summary(c, run.dir) if run.world.main else {}
 
 
