@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +159,9 @@ def _trials_table(summary: dict, sweep_dir: Path) -> str:
     rows = []
     for r in summary["trials"]:
         reason = (r.get("reason") or "").splitlines()[0][:120] if r.get("reason") else ""
-        run = r.get("run_dir")
+        run = r.get("run_dir")  # relative to the sweep directory: trials/N
         if run and (sweep_dir / run / "report.html").is_file():
-            run = link(Path(os.path.relpath(sweep_dir / run / "report.html", sweep_dir)).as_posix(), run)
+            run = link(f"{run}/report.html", run)
         rows.append(
             {
                 "slot": r["slot"],

@@ -244,13 +244,9 @@ def collective(err: SelfsupError) -> SelfsupError:
     return err
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is true on any of them (one all-reduce; ``flag`` in one process)."""
-    return any_ranks([flag], device)[0]
-
-
 def any_ranks(flags: list[bool], device: torch.device) -> list[bool]:
-    """:func:`any_rank` of several flags in one all-reduce."""
+    """Each flag true on every rank when it is true on any of them (one all-reduce; the flags themselves in
+    one process)."""
     if world().size == 1:
         return list(flags)
     t = torch.tensor([int(f) for f in flags], device=device)

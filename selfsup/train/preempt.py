@@ -65,7 +65,7 @@ def slurm_run_dir(cfg: C.RunConfig) -> Path | None:
     """Inside a SLURM job, a run without ``train.name`` is ``train.out_dir/METHOD-DATASET-slurmJOBID``: the
     same directory for the job and its requeued restarts (``SLURM_JOB_ID`` stays when SLURM requeues; each
     task of an array job has its own). None outside SLURM."""
-    job = os.environ.get("SLURM_JOB_ID", "").strip()
+    job = _slurm_job()
     if not job or cfg.train.name is not None:
         return None
     return Path(cfg.train.out_dir) / f"{cfg.method.name}-{cfg.data.dataset.split(':')[0]}-slurm{job}"
@@ -73,7 +73,7 @@ def slurm_run_dir(cfg: C.RunConfig) -> Path | None:
 
 def requeue() -> str:
     """Ask SLURM to requeue this job (``scontrol requeue $SLURM_JOB_ID``); what happened, in words."""
-    job = os.environ.get("SLURM_JOB_ID", "").strip()
+    job = _slurm_job()
     if not job:
         return "not a SLURM job: resume it with selfsup train --resume RUN_DIR"
     if shutil.which("scontrol") is None:
@@ -83,3 +83,8 @@ def requeue() -> str:
         why = (done.stderr or done.stdout).strip().splitlines()
         return f"scontrol requeue {job} failed ({why[-1] if why else f'exit {done.returncode}'})"
     return f"requeued SLURM job {job}: it resumes this run"
+
+
+def _slurm_job() -> str:
+    """This SLURM job's id ('' outside SLURM)."""
+    return os.environ.get("SLURM_JOB_ID", "").strip()

@@ -19,14 +19,8 @@ from selfsup.paths import check_output_dir
 
 #: The ``train`` keys a resume may change: epochs may grow; names, logging and the device may change.
 RESUME_MAY_CHANGE = (
-    "epochs",
-    "name",
-    "out_dir",
-    "loggers",
-    "experiment",
-    "tracking_dir",
-    "device",
-    "monitor_every",
+    *("epochs", "name", "out_dir", "device", "monitor_every"),
+    *("loggers", "experiment", "tracking_dir"),  # the trackers (train.trackers)
 )
 
 
@@ -64,7 +58,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """Dotted keys whose values differ between two configs, ignoring what may change on resume (epochs may
     grow; device, logging and names may change). Both are completed with today's defaults first, so that a
     run saved before a key existed compares equal when it used what is now that key's default."""
-    a, b = _flat(_comparable(_completed(saved))), _flat(_comparable(_completed(current)))
+    a, b = flat_config(_comparable(_completed(saved))), flat_config(_comparable(_completed(current)))
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
@@ -86,11 +80,12 @@ def _completed(cfg_dict: dict) -> dict:
         return cfg_dict
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def flat_config(d: dict, prefix: str = "") -> dict:
+    """A config dict with dotted keys (``optim.lr``); free-form dicts (``params``, ``*_args``) stay values."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict) and k != "params" and not k.endswith("_args"):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat_config(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -99,16 +94,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 def _comparable(cfg_dict: dict) -> dict:
     """The parts of a config that must match for a resume (epochs may grow, logging may change)."""
     d = json.loads(json.dumps(cfg_dict))
-    for key in (
-        "epochs",
-        "name",
-        "out_dir",
-        "loggers",
-        "experiment",
-        "tracking_dir",
-        "device",
-        "monitor_every",
-    ):
+    for key in RESUME_MAY_CHANGE:
         d.get("train", {}).pop(key, None)
     return d
 

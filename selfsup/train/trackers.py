@@ -26,6 +26,7 @@ from pathlib import Path
 from selfsup import config as C
 from selfsup.errors import SelfsupError, Stopped
 from selfsup.paths import check_output_dir
+from selfsup.train.rundir import flat_config
 
 #: The package each tracker needs, and the extra that installs it.
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
@@ -58,14 +59,10 @@ def _numbers(record: dict) -> dict[str, float]:
     }
 
 
-def _flat(d: dict, prefix: str = "") -> dict[str, str]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v) if not isinstance(v, str) else v
-    return out
+def _params(cfg: C.RunConfig) -> dict[str, str]:
+    """The configuration as tracker parameters: dotted keys, values as text (JSON but for strings)."""
+    flat = flat_config(cfg.model_dump(mode="json"))
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in flat.items()}
 
 
 class TensorBoard:
@@ -76,13 +73,11 @@ class TensorBoard:
 
         self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_epoch + 1)
         if start_epoch == 0:
-            self.writer.add_text(
-                "config", "\n".join(f"    {k}: {v}" for k, v in _flat(cfg.model_dump()).items())
-            )
+            self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in _params(cfg).items()))
 
-    def log_epoch(self, record: dict) -> None:
-        for k, v in _numbers(record).items():
-            self.writer.add_scalar(k, v, record["epoch"])
+    def log_epoch(self, numbers: dict, epoch: int) -> None:
+        for k, v in numbers.items():
+            self.writer.add_scalar(k, v, epoch)
 
     def finish(self, summary: dict, report: Path | None, step: int, status: str) -> None:
         for k, v in summary.items():
@@ -111,16 +106,16 @@ class MLflow:
         exp = self.client.get_experiment_by_name(cfg.train.experiment)
         exp_id = exp.experiment_id if exp else self.client.create_experiment(cfg.train.experiment)
         self.run_id = self.client.create_run(exp_id, run_name=run_dir.name).info.run_id
-        params = [Param(k, v[:6000]) for k, v in _flat(cfg.model_dump(mode="json")).items()]
+        params = [Param(k, v[:6000]) for k, v in _params(cfg).items()]
         for i in range(0, len(params), 100):  # MLflow takes 100 parameters per call
             self.client.log_batch(self.run_id, params=params[i : i + 100])
         ids["mlflow"] = self.run_id
 
-    def log_epoch(self, record: dict) -> None:
+    def log_epoch(self, numbers: dict, epoch: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, record["epoch"]) for k, v in _numbers(record).items()]
+        metrics = [Metric(k, v, now, epoch) for k, v in numbers.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
 
     def finish(self, summary: dict, report: Path | None, step: int, status: str) -> None:
@@ -154,8 +149,8 @@ class WandB:
         )
         ids["wandb"] = self.run.id
 
-    def log_epoch(self, record: dict) -> None:
-        self.run.log(_numbers(record), step=record["epoch"])
+    def log_epoch(self, numbers: dict, epoch: int) -> None:
+        self.run.log(numbers, step=epoch)
 
     def finish(self, summary: dict, report: Path | None, step: int, status: str) -> None:
         self.run.summary.update(summary)
@@ -186,8 +181,10 @@ class Trackers:
             os.replace(tmp, self.ids_file)
 
     def log_epoch(self, record: dict) -> None:
+        """The numbers of an epoch's record, at step = its epoch."""
+        numbers = _numbers(record)
         for t in self.open:
-            t.log_epoch(record)
+            t.log_epoch(numbers, record["epoch"])
 
     def finish(self, summary: dict, report: Path | None = None, status: str = "FINISHED") -> None:
         """The summary (at step = the last epoch) and the report; then the tracker runs end."""
