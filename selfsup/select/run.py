@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from selfsup.errors import ConfigError, SelfsupError
+from selfsup.errors import ConfigError, SelfsupError, Stopped
 from selfsup.methods import RUN_METRICS
 from selfsup.select import study as S
 from selfsup.select import summary as summ
@@ -111,19 +111,22 @@ def run_sweep(
 
 
 def _work(sweep: Sweep, study, st, console: Console, progress: bool) -> None:
+    """Start the workers and watch them. Ctrl-C interrupts them; the scheduler's SIGTERM or SIGUSR1 is passed
+    on, so that each worker checkpoints its trial at the current step (``selfsup train``'s stop) and exits."""
     procs = _start_workers(sweep)
     in_main = threading.current_thread() is threading.main_thread()
-    old = (
-        signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
-    )  # forward a kill to the workers
+    old = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS} if in_main else {}
     try:
         _watch(sweep, study, st, procs, _progress_bar(console, progress))
     except KeyboardInterrupt:
         _interrupt_workers(procs)
         raise
+    except Stopped:
+        _interrupt_workers(procs, signal.SIGTERM)
+        raise
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
         for _, log in procs:
             log.close()
 
@@ -161,8 +164,15 @@ def _start_workers(sweep: Sweep) -> list[tuple[subprocess.Popen, Any]]:
     return procs
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+#: What a scheduler sends before it pre-empts or times out a job (:mod:`selfsup.train.preempt`).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(
+        f"stopped by {signal.Signals(signum).name}: the workers checkpointed their trials where they were; "
+        "rerun the same command (or requeue the job) to resume the sweep"
+    )
 
 
 def _progress_bar(console: Console, progress: bool) -> Progress:
@@ -215,11 +225,12 @@ def _watch(sweep: Sweep, study, st, procs: list[tuple[subprocess.Popen, Any]], b
             time.sleep(0.5)
 
 
-def _interrupt_workers(procs: list[tuple[subprocess.Popen, Any]]) -> None:
-    """SIGINT the running workers, wait up to 30 s in all for them to exit, then kill the rest."""
+def _interrupt_workers(procs: list[tuple[subprocess.Popen, Any]], sig: int = signal.SIGINT) -> None:
+    """Signal the running workers (SIGINT: stop now; SIGTERM: checkpoint the current step first), wait up to
+    30 s in all for them to exit, then kill the rest. Either way they mark their trial interrupted."""
     for p, _ in procs:
         if p.poll() is None:
-            p.send_signal(signal.SIGINT)  # workers mark their trial interrupted and stop
+            p.send_signal(sig)
     deadline = time.time() + 30
     for p, _ in procs:
         try:

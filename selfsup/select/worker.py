@@ -11,6 +11,7 @@ import argparse
 import functools
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -187,8 +188,8 @@ class Worker:
                     # This worker was silent past the grace period and another one failed its trial
                     # (interrupted): that slot is resumed by whoever claims it next.
                     self.say(f"trial {trial.number} was marked interrupted by another worker; moving on")
-                except KeyboardInterrupt:
-                    self._end(trial, state=TrialState.FAIL)  # interrupted: its slot is resumed later
+                except (KeyboardInterrupt, Stopped):  # interrupted (a stop checkpointed it): resumed later
+                    self._end(trial, state=TrialState.FAIL)
                     raise
 
     def new_trial(self) -> optuna.Trial:
@@ -299,7 +300,7 @@ class Worker:
             metrics = trial_metrics(summary, sweep)
         except DivergenceError as err:
             return self._fail(trial, "diverged", str(err))
-        except (KeyboardInterrupt, Stopped):  # a stopped trial stays running: the next worker resumes it
+        except (KeyboardInterrupt, Stopped):  # run() marks the trial interrupted: resumed by the next claim
             raise
         except Exception as err:  # noqa: BLE001 - a crashed trial is recorded and the sweep goes on
             if not isinstance(err, SelfsupError):
@@ -316,6 +317,10 @@ class Worker:
         self.say(f"trial {trial.number} complete: {sweep.objective.metric}={metrics['score']:.4g}")
 
 
+def _stop(signum, frame):
+    raise Stopped(f"stopped by {signal.Signals(signum).name} between trials")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m selfsup.select.worker", description=__doc__.splitlines()[0])
     ap.add_argument("sweep_dir", type=Path)
@@ -329,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
+        for s in (signal.SIGTERM, signal.SIGUSR1):  # between trials; a training trial checkpoints first
+            signal.signal(s, _stop)
         worker = Worker(sweep)
         worker.say(f"worker {args.index} (pid {os.getpid()}), storage {S.safe_url(sweep.storage_url)}")
         preflight(sweep)

@@ -383,6 +383,49 @@ def test_worker_records_failures_and_goes_on(tmp_path, monkeypatch):
     assert s["selection"]["pick"]["trial"] == recs[0].number
 
 
+def test_a_stopped_trial_is_interrupted_and_the_workers_get_the_signal(tmp_path, monkeypatch):
+    """The scheduler's signal: the worker whose trial stopped (checkpointed) marks it interrupted, so the next
+    claim resumes it; the sweep process passes SIGTERM / SIGUSR1 on to its workers as SIGTERM (Ctrl-C stays
+    SIGINT) and stops with the scheduler's exit status."""
+    import signal
+
+    import selfsup.train
+    from selfsup.errors import Stopped
+    from selfsup.select import run as R
+    from selfsup.select import study as S
+    from selfsup.select.worker import Worker
+
+    def stopped_fit(cfg, run_dir, resume, console, progress, report):
+        raise Stopped("stopped by SIGTERM at epoch 1, batch 3 (step 3)")
+
+    monkeypatch.setattr(selfsup.train, "fit", stopped_fit)
+    sweep = _worker_sweep(tmp_path)
+    with pytest.raises(Stopped):
+        Worker(sweep, log=open(tmp_path / "log.txt", "w")).run()
+    (rec,) = S.records(S.load_study(S.open_storage(sweep.storage_url), "w"))
+    assert rec.state == "interrupted" and rec.slot == 0
+
+    class Proc:
+        def __init__(self, running):
+            self.running, self.sent = running, []
+
+        def poll(self):
+            return None if self.running else 0
+
+        def send_signal(self, sig):
+            self.sent.append(sig)
+
+        def wait(self, timeout):
+            return 0
+
+    procs = [(Proc(True), None), (Proc(False), None)]
+    with pytest.raises(Stopped, match="stopped by SIGUSR1"):
+        R._raise_stopped(signal.SIGUSR1, None)
+    R._interrupt_workers(procs, signal.SIGTERM)
+    R._interrupt_workers(procs)
+    assert procs[0][0].sent == [signal.SIGTERM, signal.SIGINT] and procs[1][0].sent == []
+
+
 def test_claims_are_exclusive_and_dead_workers_are_reaped(tmp_path):
     from optuna.trial import TrialState
 
