@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from selfsup import config as C
+from selfsup.errors import Stopped
 
 #: The signals that ask a run to stop at its current step.
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -45,20 +46,27 @@ class StopFlag:
 @contextlib.contextmanager
 def watching() -> Iterator[StopFlag]:
     """A stop flag raised by SIGTERM or SIGUSR1 for the duration of the block (their previous handlers come
-    back after it, unless the flag was raised). Outside the main thread signals cannot be caught: the flag
-    then never rises. DataLoader workers forked inside the block inherit the handler, so a signal sent to
-    every process of the job does not kill them before the loop has stopped."""
+    back after it; after a stop, :class:`Stopped` out of the block, both are ignored). Outside the main thread
+    signals cannot be caught: the flag then never rises. DataLoader workers forked inside the block inherit
+    the handler, so a signal sent to every process of the job does not kill them before the loop has
+    stopped."""
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
     before = {s: signal.signal(s, flag.set) for s in SIGNALS}
+    stopped = False
     try:
         yield flag
+    except Stopped:  # this process's signal, or another process's (agreed at a step): this one never heard it
+        stopped = True
+        raise
     finally:
-        if not flag:  # after a stop the flag's handler stays: a second signal does not kill a leaving
-            for s, handler in before.items():  # process (torchrun sends SIGTERM to the slower ranks)
-                signal.signal(s, handler)
+        for s, handler in before.items():
+            # After a stop, a signal must not kill the leaving process (torchrun sends SIGTERM to the slower
+            # ranks once one has exited): ignored, not caught, because Python puts the default action back for
+            # every caught signal while the interpreter shuts down, and ignored ones stay ignored.
+            signal.signal(s, signal.SIG_IGN if stopped else handler)
 
 
 def slurm_run_dir(cfg: C.RunConfig) -> Path | None:
