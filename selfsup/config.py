@@ -33,6 +33,7 @@ class DataConfig(_Section):
     stream: bool | Literal["auto"] = "auto"  # auto: in memory up to max_memory_mb, streamed above
     max_memory_mb: float = Field(1024, gt=0)  # the auto rule's limit, in MiB of uint8 images
     workers: int | None = Field(None, ge=0)  # DataLoader processes decoding streamed samples; None: cores
+    validation: int = Field(0, ge=0)  # > 0: that many training samples held out as the probes' test split
 
 
 class ModelConfig(_Section):

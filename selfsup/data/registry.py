@@ -8,11 +8,15 @@ at run time.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from selfsup.data.builtin import load_digits, load_mnist1d
-from selfsup.data.core import MODALITIES, DataSplits
+import numpy as np
+import torch
+
+from selfsup.data.builtin import load_digits, load_mnist1d, stratified_split
+from selfsup.data.core import MODALITIES, ArrayDataset, DataSplits
 from selfsup.data.files import load_arrays, load_image_folder
 from selfsup.data.formats import load_cifar10, load_cifar100, load_hf, load_stl10
 from selfsup.data.objects3d import load_objects3d
@@ -197,6 +201,7 @@ def load_dataset(
     stream: bool | str = "auto",
     workers: int | None = None,
     max_memory_mb: float = MAX_MEMORY_MB,
+    validation: int = 0,
     **options,
 ) -> DataSplits:
     """Load a dataset from its spec: ``mnist1d``, ``digits``, ``folder:PATH``, ``arrays:PATH``...
@@ -206,14 +211,54 @@ def load_dataset(
     :class:`ConfigError`. Errors in the data itself raise :class:`SelfsupError` subclasses. Datasets read
     sample by sample (folders, ``.npy`` files, CIFAR, STL-10, ``hf:``) are streamed or read into memory by
     ``stream`` (:func:`selfsup.data.stream.place`: ``"auto"`` keeps those of at most ``max_memory_mb`` MiB
-    in memory), decoded by ``workers`` processes.
+    in memory), decoded by ``workers`` processes. ``validation`` > 0 holds that many training samples out as
+    the test split (:func:`hold_out`).
     """
     entry, path = _resolve(spec)
     check_options(f"dataset '{entry.name}'", options, entry.loader, skip=("path", "spec", "seed"))
     splits = entry.loader(path, seed=seed, **options) if entry.prefix else entry.loader(seed=seed, **options)
     if splits.modality not in MODALITIES:
         raise SelfsupError(f"dataset '{spec}' produced an unknown modality {splits.modality!r}.")
+    if validation:
+        splits = hold_out(splits, validation)
     return place(splits, stream, workers, max_memory_mb)
+
+
+#: The seed of the validation draw: the same held-out samples whatever the run's seed, so runs of several
+#: seeds are compared on one validation set.
+VALIDATION_SEED = 0
+
+
+def hold_out(splits: DataSplits, n: int) -> DataSplits:
+    """A validation split: ``n`` training samples (stratified by label, a fixed draw) become the test split,
+    the training split keeps the rest, and the dataset's own test split is set aside. For choosing settings
+    (recipe, epochs) on data the final test accuracy never sees."""
+    train = splits.train
+    if train.y is None:
+        raise ConfigError(
+            f"data.validation={n} needs labels to hold out a validation split; dataset '{splits.name}' "
+            "has none: set data.validation=0"
+        )
+    if not 0 < n <= len(train) - 2:
+        raise ConfigError(
+            f"data.validation={n} must leave at least 2 of the {len(train)} training samples; set it lower"
+        )
+    keep, held = stratified_split(train.y.numpy(), n, VALIDATION_SEED)
+
+    def part(index: np.ndarray) -> ArrayDataset:
+        rows = torch.from_numpy(index)
+        return ArrayDataset(
+            train.x[rows] if isinstance(train.x, torch.Tensor) else train.x.subset(index),
+            train.y[rows],
+            None if train.factors is None else {k: v[rows] for k, v in train.factors.items()},
+            None if train.ids is None else train.ids[index],
+        )
+
+    info = {
+        **splits.info,
+        "validation": {"held_out": len(held), "of_train": len(train), "seed": VALIDATION_SEED},
+    }
+    return dataclasses.replace(splits, train=part(keep), test=part(held), info=info)
 
 
 def list_datasets() -> list[dict]:

@@ -150,12 +150,15 @@ def load_data(cfg: C.RunConfig, spec: str | None = None, load_args: dict | None 
     d = cfg.data
     args = d.load_args if load_args is None else load_args
     taken = {"seed": "train.seed", "stream": "data.stream", "workers": "data.workers"}
-    taken["max_memory_mb"] = "data.max_memory_mb"
+    taken |= {"max_memory_mb": "data.max_memory_mb", "validation": "data.validation"}
     for key in set(args) & {*taken, "spec", "path"}:
         raise ConfigError(
             f"data.load_args.{key} is not a loader option; set {taken.get(key, 'data.dataset')}"
         )
-    return load_dataset(spec or d.dataset, cfg.train.seed, d.stream, d.workers, d.max_memory_mb, **args)
+    validation = d.validation if spec is None else 0
+    return load_dataset(
+        spec or d.dataset, cfg.train.seed, d.stream, d.workers, d.max_memory_mb, validation, **args
+    )
 
 
 def workers(cfg: C.RunConfig) -> int:
