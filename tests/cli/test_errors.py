@@ -283,13 +283,11 @@ def _train_process(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_kill_in_the_first_epoch_then_resume_equals_uninterrupted(tmp_path):
+def test_kill_in_the_first_epoch_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     args = ["train", "--quiet", *TINY, "model.backbone_args={hidden: '512-512'}", "train.batch_size=16"]
     args += ["train.epochs=1", "train.deterministic=true", "train.seed=5"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the uninterrupted run beside the killed one, a core each
     full = _train_process([*args, "train.name=full"], tmp_path)
-    out, _ = full.communicate(timeout=300)
-    assert full.returncode == 0, out
-
     killed = _train_process([*args, "train.name=killed"], tmp_path)
     run = tmp_path / "runs" / "killed"
     deadline = time.time() + 120
@@ -304,6 +302,8 @@ def test_kill_in_the_first_epoch_then_resume_equals_uninterrupted(tmp_path):
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
     assert "starting it over" in out
+    out, _ = full.communicate(timeout=300)
+    assert full.returncode == 0, out
     a, b = (json.loads((tmp_path / "runs" / r / "summary.json").read_text()) for r in ("full", "killed"))
     assert (a["linear_acc"], a["knn_acc"], a["rankme_backbone"]) == (
         b["linear_acc"],

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,11 @@ METHODS = {
 }
 
 
+#: Trained by the ``selfsup train`` command (one launch each); the other methods train in one launch per
+#: process count (``launched_jobs``, below), which saves a start-up of torch for every run.
+BY_COMMAND = ("vicreg", "streamed")
+
+
 def _torchrun(*launch: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", *launch, WORKER]
 
@@ -121,24 +127,25 @@ def jobs(tmp_path_factory) -> dict[str, Path]:
         **{"x": digits.train.x.numpy(), "y": digits.train.y.numpy()},
         **{"x_test": digits.test.x.numpy(), "y_test": digits.test.y.numpy()},
     )
-    for method in METHODS:
-        for nproc, cmd in (
-            (1, [sys.executable, WORKER]),
-            (2, _torchrun("--standalone", "--nproc-per-node=2")),
-        ):
-            name = f"{method}-{nproc}"
-            tracked = ["train.loggers=[mlflow]"] if name == "vicreg-2" else []  # rank 0 alone logs
-            code, out = _job(
-                cmd,
-                root / "rec" / name,
-                [*TINY, *(a.replace("{root}", str(root)) for a in METHODS[method])]
-                + [f"train.out_dir={root}", f"train.name={name}", *tracked],
-            )
-            assert code == 0, out
+
+    def train(method: str, nproc: int) -> None:
+        name = f"{method}-{nproc}"
+        cmd = [sys.executable, WORKER] if nproc == 1 else _torchrun("--standalone", "--nproc-per-node=2")
+        tracked = ["train.loggers=[mlflow]"] if name == "vicreg-2" else []  # rank 0 alone logs
+        args = [*TINY, *(a.replace("{root}", str(root)) for a in METHODS[method])]
+        code, out = _job(
+            cmd, root / "rec" / name, [*args, f"train.out_dir={root}", f"train.name={name}", *tracked]
+        )
+        assert code == 0, out
+
+    with ThreadPoolExecutor(2) as pool:  # the one-process jobs (one thread each) side by side
+        list(pool.map(train, BY_COMMAND, [1] * len(BY_COMMAND)))
+    for method in BY_COMMAND:
+        train(method, 2)
     return {"root": root}
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", BY_COMMAND)
 def test_two_processes_equal_one(jobs, method):
     root = jobs["root"]
     one, two = _losses(root / "rec" / f"{method}-1"), _losses(root / "rec" / f"{method}-2")
@@ -351,9 +358,9 @@ def test_nproc_inside_torchrun_is_refused(monkeypatch):
 
 
 MULTI_WORKER = str(Path(__file__).with_name("ddp_multi_worker.py"))
-# The methods with state beyond their weights: queues (MoCo v2, NNCLR's support set, SwAV's), a momentum
-# encoder (MoCo v3), a centre and a frozen last layer (DINO), Sinkhorn over the global batch (SwAV); and a
-# backbone from timm.
+# The other methods, in one launch per process count: the stateless ones above, and those with state beyond
+# their weights: queues (MoCo v2, NNCLR's support set, SwAV's), a momentum encoder (MoCo v3), a centre and a
+# frozen last layer (DINO), Sinkhorn over the global batch (SwAV); and a backbone from timm.
 MASKED_VIT = [
     "model.backbone=timm:vit_tiny_patch16_224",
     "model.projector=null",
@@ -361,7 +368,8 @@ MASKED_VIT = [
     "optim.name=sgd",
     "optim.lr=0.05",
 ]
-STATEFUL = {
+IN_ONE_LAUNCH = {
+    **{m: METHODS[m] for m in ("simclr", "byol", "diet", "lejepa")},  # the stateless ones, in the same launch
     "mocov2": ["method.name=mocov2", "method.params={queue_size: 256}", "method.ema_base=0.99"],
     "mocov3": ["method.name=mocov3", "method.params={temperature: 0.2}"],
     "nnclr": ["method.name=nnclr", "method.params={support_size: 256}"],
@@ -398,12 +406,12 @@ STATEFUL = {
 
 
 @pytest.fixture(scope="module")
-def stateful_jobs(tmp_path_factory) -> Path:
-    """Every stateful method trained in one 1-process launch and in one 2-process launch."""
+def launched_jobs(tmp_path_factory) -> Path:
+    """Every method of IN_ONE_LAUNCH trained in one 1-process launch and in one 2-process launch."""
     root = tmp_path_factory.mktemp("ddp-stateful")
     for nproc, cmd in ((1, [sys.executable]), (2, _torchrun("--standalone", "--nproc-per-node=2")[:-1])):
         groups = []
-        for method, args in STATEFUL.items():
+        for method, args in IN_ONE_LAUNCH.items():
             name = f"{method}-{nproc}"
             groups += ["::", name, *TINY, *args, f"train.out_dir={root}", f"train.name={name}"]
         proc = subprocess.run(
@@ -417,9 +425,9 @@ def stateful_jobs(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("method", sorted(STATEFUL))
-def test_stateful_methods_in_two_processes_equal_one(stateful_jobs, method):
-    root = stateful_jobs
+@pytest.mark.parametrize("method", sorted(IN_ONE_LAUNCH))
+def test_methods_in_two_processes_equal_one(launched_jobs, method):
+    root = launched_jobs
     one, two = _losses(root / "rec" / f"{method}-1"), _losses(root / "rec" / f"{method}-2")
     assert len(one) == len(two) == 3 * (1437 // 128)
     # NNCLR's nearest neighbour is an argmax: float32 rounding that differs with the batch split can pick
@@ -429,3 +437,5 @@ def test_stateful_methods_in_two_processes_equal_one(stateful_jobs, method):
     torch.testing.assert_close(torch.tensor(two[:exact]), torch.tensor(one[:exact]), rtol=1e-5, atol=0)
     torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=rtol, atol=0)
     _assert_same_weights(_weights(root / f"{method}-2"), _weights(root / f"{method}-1"), rtol=rtol)
+    s1, s2 = (json.loads((root / f"{method}-{n}" / "summary.json").read_text()) for n in (1, 2))
+    assert s2["processes"] == 2 and s1["processes"] == 1
