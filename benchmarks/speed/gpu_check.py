@@ -5,6 +5,7 @@ Stages, in order; each writes its part of the JSON as it finishes, so a stop los
 - ``preflight`` (seconds): imports, the CUDA device, bfloat16 support, NCCL, a bfloat16 matrix product and
   a fused AdamW step on the GPU.
 - ``main``: the main job, ``selfsup train train.device=cuda`` (bfloat16 steps): time, accuracy, memory.
+- ``vit``: the ViT preset (configs/vicreg-vit-objects3d.yaml, timm backbone) on CUDA: time, accuracy, memory.
 - ``stream``: SimCLR view pairs from a 96 px JPEG folder, images/s: selfsup's streaming loader (workers
   decode to uint8, pinned memory, views drawn on the GPU) against the peer pipeline decoding and
   augmenting on the CPU (``benchmarks.speed.bench_data``'s measurement).
@@ -16,7 +17,7 @@ Nothing falls back to the CPU: every stage names ``cuda`` and fails when it is m
 every stage's set-up without a GPU (configs resolve, modules import, and the nccl stage's torchrun job
 runs 2 steps on the CPU with gloo); the test suite runs it.
 
-    python -m benchmarks.speed.gpu_check [--only preflight main stream nccl pde] [--dry-run] [--out FILE]
+    python -m benchmarks.speed.gpu_check [--only preflight main vit stream nccl pde] [--dry-run] [--out FILE]
 
 Writes benchmarks/results/gpu_check.json (or --out).
 """
@@ -36,9 +37,10 @@ from pathlib import Path
 from benchmarks._common import ROOT, machine_info, write_result
 
 OUT = Path("benchmarks/results/gpu_check.json")
-STAGES = ("preflight", "main", "stream", "nccl", "pde")
+STAGES = ("preflight", "main", "vit", "stream", "nccl", "pde")
 SELFSUP = [sys.executable, "-m", "selfsup.cli"]
 MAIN = ["train.device=cuda"]
+VIT = ["--config", "configs/vicreg-vit-objects3d.yaml", "train.device=cuda"]
 PDE = ["--config", "configs/vicreg-kdv.yaml", "train.device=cuda", "train.epochs=100"]
 PDE_SOLVER_STEPS = 10_000
 
@@ -74,16 +76,31 @@ def preflight(dry: bool) -> dict:
 
 
 def main_job(dry: bool, runs: Path) -> dict:
-    from selfsup import config as C
+    return _job(MAIN, dry, runs, "gpu-main")
 
-    cfg = C.resolve(None, MAIN)
-    if dry:
-        return {"command": "selfsup train " + " ".join(MAIN), "epochs": cfg.train.epochs}
-    summary = _train(MAIN, runs, "gpu-main")
+
+def vit(dry: bool, runs: Path) -> dict:
+    return _job(VIT, dry, runs, "gpu-vit")
+
+
+def _job(args: list[str], dry: bool, runs: Path, name: str) -> dict:
+    """One preset on CUDA in bfloat16: time, accuracy, memory (``dry``: its config resolves, timm imports)."""
+    from selfsup import config as C
+    from selfsup.models.registry import build_backbone
+
+    config = str(ROOT / args[1]) if args[0] == "--config" else None
+    cfg = C.resolve(config, args[2:] if config else args)
+    command = {"command": "selfsup train " + " ".join(args), "epochs": cfg.train.epochs}
+    if dry:  # the backbone builds (a timm one needs the optional extra), on the CPU, for the preset's images
+        size = cfg.data.load_args.get("image_size")
+        shape = (1, 40) if size is None else (3, size, size)  # the main job's MNIST-1D, or RGB renders
+        backbone = build_backbone(cfg.model.backbone, shape, **cfg.model.backbone_args)
+        return command | {"backbone_parameters": sum(p.numel() for p in backbone.parameters())}
+    summary = _train(args, runs, name)
     if summary["train_precision"] != "bfloat16":
-        raise SystemExit(f"error: the main job on CUDA ran {summary['train_precision']} steps, not bfloat16")
+        raise SystemExit(f"error: {name} on CUDA ran {summary['train_precision']} steps, not bfloat16")
     keys = ("train_seconds", "linear_acc", "knn_acc", "rankme_backbone", "peak_rss_mb", "peak_device_mb")
-    return {"command": "selfsup train " + " ".join(MAIN)} | {k: summary.get(k) for k in keys}
+    return command | {k: summary.get(k) for k in keys}
 
 
 def stream(dry: bool, runs: Path) -> dict:
@@ -183,7 +200,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.nccl_worker:
         return nccl_worker(args.nccl_worker, args.dry_run)
-    stages = {"preflight": preflight, "main": main_job, "stream": stream, "nccl": nccl, "pde": pde}
+    stages = dict(zip(STAGES, (preflight, main_job, vit, stream, nccl, pde), strict=True))
     doc = {"benchmark": "gpu_check", "dry_run": args.dry_run, "stages": {}}
     out, machine = ROOT / args.out, machine_info()
     runs = Path(tempfile.mkdtemp(prefix="selfsup-gpu-check-"))

@@ -30,8 +30,11 @@ def test_dry_run_sets_up_every_stage_and_runs_the_ddp_job_on_the_cpu(tmp_path):
     assert doc["command"].startswith("python -m benchmarks.speed.gpu_check --dry-run --out ")
     assert doc["machine"]["cpus"] == os.cpu_count()
     results = doc["results"]
-    assert results["dry_run"] and list(results["stages"]) == ["preflight", "main", "stream", "nccl", "pde"]
-    assert results["stages"]["main"]["command"] == "selfsup train train.device=cuda"
+    stages = results["stages"]
+    assert results["dry_run"] and list(stages) == ["preflight", "main", "vit", "stream", "nccl", "pde"]
+    assert stages["main"]["command"] == "selfsup train train.device=cuda"
+    assert stages["vit"]["command"].startswith("selfsup train --config configs/vicreg-vit-objects3d.yaml")
+    assert stages["vit"]["backbone_parameters"] > 100_000 and stages["vit"]["epochs"] == 15  # timm's ViT
     ddp = results["stages"]["nccl"]
     assert ddp["backend"] == "gloo" and ddp["steps"] == 2 and len(ddp["losses"]) == 2
     assert "--solver-steps 10000 --device cuda" in results["stages"]["pde"]["evaluate"]
