@@ -139,6 +139,46 @@ def throughput() -> str:
     return table(heads, rows) + note + source("bench_main_job.json")
 
 
+def recipe_candidate() -> str:
+    """A candidate recipe of the main job in float32 steps beside older code, and both jobs' share of the
+    matmul limit."""
+    job = load("bench_main_job_fp32_candidate.json")["results"]["jobs"]["main-fp32"]
+    base = job["baseline"]
+    rows = [
+        ["before (baseline code)", 1, pct(base["linear_acc"]), f"{base['wall_s']:.1f} s", base["steps"]]
+        + [base["gflop_per_step"], base["train_gflops"], base.get("train_gflops_over_matmul_fp32")],
+        [
+            "candidate (this checkout)",
+            len(job["runs"]),
+            f"{pct(job['linear_acc_mean'])} ({', '.join(pct(r['linear_acc']) for r in job['runs'])})",
+            f"{job['wall_s_mean']:.1f} s",
+            job["runs"][0]["steps"],
+        ]
+        + [job["gflop_per_step"], job["train_gflops"], job["train_gflops_over_matmul_fp32"]],
+    ]
+    heads = ["code", "seeds", "linear probe", "wall", "steps", "GFLOP / step", "GFLOP/s (steps)", "/ matmul"]
+    note = (
+        f"\n\nWall time: {job['speedup_wall_mean']:.2f}x faster than the baseline (its wall time over the "
+        f"seeds' mean); peak memory {job['peak_rss_mb_max'] / 1000:.2f} GB."
+    )
+    return table(heads, rows) + note + source("bench_main_job_fp32_candidate.json")
+
+
+def main_job_recipe() -> str:
+    rows: dict[str, list[dict]] = {}
+    for r in load("main_job_recipe.json")["results"]["rows"]:
+        rows.setdefault(r["candidate"], []).append(r)
+    out = []
+    for name, runs in rows.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        acc = [r["validation_acc"] for r in runs]
+        each = f" ({', '.join(pct(a) for a in acc)})" if len(acc) > 1 else ""
+        wall = statistics.mean(r["wall_s"] for r in runs)
+        out.append([name, len(runs), pct(statistics.mean(acc)) + each, f"{wall:.0f} s"])
+    heads = ["candidate", "seeds", "validation linear probe", "wall (3,000 training signals)"]
+    return table(heads, out) + source("main_job_recipe.json")
+
+
 def main_job_tuning() -> str:
     rows = [
         [
@@ -829,6 +869,8 @@ TABLES: dict[str, Callable[[], str]] = {
         precision,
         throughput,
         main_job_tuning,
+        main_job_recipe,
+        recipe_candidate,
         profile,
         step,
         ddp,

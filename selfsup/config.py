@@ -1,6 +1,6 @@
 """Run configuration: pydantic models, YAML load/save and dotted ``key=value`` overrides.
 
-The defaults are the main job (VICReg on MNIST-1D with the conv1d backbone at width 48, 24 epochs). Every section forbids
+The defaults are the main job (VICReg on MNIST-1D with the conv1d backbone). Every section forbids
 unknown keys, and a misspelt key fails with a did-you-mean hint. The resolved configuration is saved in
 the run directory; ``selfsup train --config RUN_DIR/config.yaml`` reproduces the run.
 """
@@ -36,15 +36,9 @@ class DataConfig(_Section):
     validation: int = Field(0, ge=0)  # > 0: that many training samples held out as the probes' test split
 
 
-#: The main job's backbone options: conv1d at width 48 (the class's default is 64), chosen with
-#: benchmarks/studies/main_job_recipe.py on a validation split (docs/results/speed.md, "The main job").
-MAIN_JOB_BACKBONE_ARGS = {"width": 48}
-
-
 class ModelConfig(_Section):
     backbone: str = "conv1d"
-    # default: the main job's MAIN_JOB_BACKBONE_ARGS with the default backbone, {} with any other
-    backbone_args: dict[str, Any] = Field(default_factory=lambda: dict(MAIN_JOB_BACKBONE_ARGS))
+    backbone_args: dict[str, Any] = Field(default_factory=dict)
     projector: str | None = "1024-1024"  # Linear-BN-ReLU spec; null -> the method's paper default
     predictor: str | None = (
         None  # BYOL / SimSiam: its MLP; SIE: the hypernetwork's hidden widths ("": linear)
@@ -53,14 +47,6 @@ class ModelConfig(_Section):
     head_batch_norm: bool = True  # BatchNorm between the head layers (the papers' heads)
     sync_bn: bool | None = None  # SyncBatchNorm across processes; None -> on with CUDA and 2+ processes
     init_from: str | None = None  # starting weights: a run or export directory, a weights file
-
-    @model_validator(mode="before")
-    @classmethod
-    def _backbone_args_of_the_backbone(cls, data: Any) -> Any:
-        """Another backbone than the default, named without options, takes its own defaults ({})."""
-        if isinstance(data, dict) and "backbone_args" not in data and data.get("backbone", "conv1d") != "conv1d":
-            data = {**data, "backbone_args": {}}
-        return data
 
 
 class MethodConfig(_Section):
@@ -85,7 +71,7 @@ LOGGERS = ("tensorboard", "mlflow", "wandb")
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(24, ge=1)
+    epochs: int = Field(28, ge=1)
     batch_size: int = Field(128, ge=2)
     seed: int = 0
     deterministic: bool = False

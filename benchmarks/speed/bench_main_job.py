@@ -12,6 +12,7 @@ code before a change) in the same session, so the speed-up is a ratio of two run
 
     python -m benchmarks.speed.bench_main_job [--only main main-fp32 main-bf16 long lejepa digits burgers]
                                               [--seeds 0 1 2] [--baseline REV] [--out FILE]
+                                              [--overrides KEY=VALUE ...]   # a candidate recipe
 
 Writes benchmarks/results/bench_main_job.json (or --out: one file per machine); the run directories stay in
 runs/bench/. ``main-bf16`` forces bfloat16 steps (``SELFSUP_AMX=1``), for their accuracy on a CPU without AMX.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import shutil
@@ -83,25 +85,25 @@ def run(name: str, job: dict, out_dir: Path, src: Path = ROOT, seed: int | None 
 
 
 def step_gflop(job: dict, src: Path = ROOT) -> float:
-    """GFLOP of one training step (forward + backward; torch's FLOP counter) of the code in ``src``."""
-    if src != ROOT:  # the baseline's own code and presets, in a process of its own
-        # ROOT goes last on the path, after the baseline (the working directory and PYTHONPATH): selfsup is
-        # the baseline's; the benchmarks package is the baseline's if it has one, else this checkout's
-        code = (
-            f"import sys; sys.path.append({str(ROOT)!r}); from benchmarks.speed import bench_main_job as b; "
-        )
-        code += f"print(b.step_gflop({job!r}))"
-        env = {**os.environ, "PYTHONPATH": str(src)}
-        return float(
-            subprocess.run(
-                [sys.executable, "-c", code], cwd=src, env=env, capture_output=True, text=True, check=True
-            ).stdout.split()[-1]
-        )
+    """GFLOP of one training step (forward + backward; torch's FLOP counter) of the code in ``src``: for a
+    baseline checkout, :func:`_flop_count`'s source runs in a process of its own on that checkout's selfsup
+    (older checkouts have another benchmarks package, so nothing of it is imported)."""
+    if src == ROOT:
+        return _flop_count(job)
+    code = inspect.getsource(_flop_count) + f"\nprint(_flop_count({job!r}))"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    run = subprocess.run([sys.executable, "-c", code], cwd=src, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"error: counting the FLOPs of {src} failed:\n{run.stderr}")
+    return float(run.stdout.split()[-1])
+
+
+def _flop_count(job: dict) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from selfsup import config as C
-    from selfsup.train.components import build
+    from selfsup.train import build
 
     cfg = C.resolve(job["config"], job.get("overrides", []))  # the path is relative to the working directory
     c = build(cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})}))
@@ -169,6 +171,13 @@ def main() -> None:
     )
     ap.add_argument("--baseline", metavar="REV", help="also run each job from this git revision")
     ap.add_argument(
+        "--overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a candidate recipe: added to the jobs of this checkout, not to the baseline's",
+    )
+    ap.add_argument(
         "--out", type=Path, default=OUT, help=f"result file (relative: to the repository root; default {OUT})"
     )
     args = ap.parse_args()
@@ -182,12 +191,13 @@ def main() -> None:
             if args.only is not None and name not in args.only:
                 continue
             seeds = args.seeds if name in SEEDED else [None]
-            rows = [run(name if s is None else f"{name}-s{s}", job, out_dir, seed=s) for s in seeds]
+            mine = {**job, "overrides": job.get("overrides", []) + args.overrides}  # the baseline: as it is
+            rows = [run(name if s is None else f"{name}-s{s}", mine, out_dir, seed=s) for s in seeds]
             base = None
             if base_src is not None:
                 base = run(f"{name}-baseline", job, out_dir, base_src)
                 base["gflop_per_step"] = round(step_gflop(job, base_src), 2)
-            results[name] = summarise(job, rows, base, step_gflop(job), mm)
+            results[name] = summarise(mine, rows, base, step_gflop(mine), mm)
             print(name, json.dumps({k: v for k, v in results[name].items() if k != "runs"}, indent=1))
             write(out, results, mm, args.baseline)  # after every job: a later failure loses nothing
 

@@ -25,6 +25,11 @@ from benchmarks.speed.bench_main_job import run
 
 OUT = ROOT / "benchmarks" / "results" / "main_job_recipe.json"
 VALIDATION = ["data.validation=1000", "train.amp=false"]
+#: The file's command: its rows accumulate over calls.
+CALLS = (
+    "python -m benchmarks.studies.main_job_recipe --only NAME ... --seeds SEED ... "
+    "(several calls; each row records its own command)"
+)
 #: name -> overrides of the main job. Every candidate keeps the model's method, data and views.
 CANDIDATES = {
     "28 epochs (before)": ["train.epochs=28"],
@@ -61,7 +66,8 @@ def main() -> None:
             row["select_epoch"] = select_epoch(out_dir / f"{tag}-s{seed}")
             rows = [r for r in rows if (r["candidate"], r["seed"]) != (name, seed)] + [row]
             print(json.dumps(row), flush=True)
-            write_result(OUT, {"benchmark": "main_job_recipe", "validation": VALIDATION, "rows": rows})
+            doc = {"benchmark": "main_job_recipe", "validation": VALIDATION, "rows": rows}
+            write_result(OUT, doc, command=CALLS)
 
 
 if __name__ == "__main__":

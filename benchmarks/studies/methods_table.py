@@ -27,6 +27,10 @@ from selfsup.train import build, embed, fit, probe_run
 OUT = Path("benchmarks/results/methods_table.json")
 
 
+#: Every method on one backbone: the presets' conv1d at width 64 (VICReg's preset is the main job, at 48).
+SAME_BACKBONE = ["model.backbone_args={width: 64}"]
+
+
 def preset(name: str) -> Path:
     return ROOT / "configs" / f"{name}-mnist1d.yaml"
 
@@ -48,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     console = Console()
     rows = []
-    base = C.resolve(preset("vicreg"), [f"train.epochs={args.epochs}"])
+    base = C.resolve(preset("vicreg"), [f"train.epochs={args.epochs}", *SAME_BACKBONE])
     rand = random_init_baseline(base)
     console.print(f"random init: linear {rand['linear_acc']:.4f} RankMe {rand['rankme_backbone']:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,6 +61,7 @@ def main() -> None:
                 preset(m),
                 [
                     f"train.epochs={args.epochs}",
+                    *SAME_BACKBONE,
                     f"train.out_dir={tmp}",
                     f"train.name={m}",
                     "train.monitor_every=1000",
