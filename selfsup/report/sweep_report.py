@@ -143,6 +143,8 @@ def write_sweep_report(sweep_dir: str | Path, summary: dict | None = None) -> Pa
         sections.append("<h2>Agreement with the labels</h2>" + table(rows))
         per = [{"hyper-parameter": k, **v} for k, v in summary["per_param"].items()]
         sections.append(table(per))
+    if sel.get("excluded", {}).get("trials"):
+        sections.append("<h2>Unsafe-run flags</h2>" + _flags_table(sel["excluded"]))
     for key in summary["space"]:
         if summary["trials"]:
             sections.append(f"<h2>{html.escape(key)}</h2>" + figure_to_img(param_figure(summary, key)))
@@ -151,6 +153,23 @@ def write_sweep_report(sweep_dir: str | Path, summary: dict | None = None) -> Pa
     out = sweep_dir / "report.html"
     out.write_text(page(f"selfsup sweep: {summary['name']}", sections))
     return out
+
+
+def _flags_table(excluded: dict) -> str:
+    """Per flag: the runs it flagged, whether they were left out of the pick, and (with labels) its cost."""
+    rows = []
+    for flag, n in excluded["by_flag"].items():
+        cost = (excluded.get("cost") or {}).get(flag) or {}
+        rows.append(
+            {
+                "flag": flag,
+                "runs": n,
+                "left out of the pick": "yes" if excluded["applied"] else "no (every run flagged, or off)",
+                "removed the oracle": {True: "yes", False: "no"}.get(cost.get("removed_oracle")),
+                "best flagged run below the oracle (points)": cost.get("best_removed_gap_points"),
+            }
+        )
+    return table(rows)
 
 
 def _trials_table(summary: dict, sweep_dir: Path) -> str:
@@ -171,6 +190,7 @@ def _trials_table(summary: dict, sweep_dir: Path) -> str:
                 "score": r["score"],
                 "linear %": _pct(r.get("linear_acc")),
                 "kNN %": _pct(r.get("knn_acc")),
+                "flags": ", ".join(r.get("flags") or []),
                 "run": run,
                 "reason": reason,
             }

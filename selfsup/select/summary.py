@@ -57,6 +57,7 @@ def summarize(
     if labelled:
         out["agreement"], oracle = _agreement(rows, scores, pick)
         out["oracle"] = oracle
+        selection["excluded"]["cost"] = flag_cost(rows)
     out["per_param"] = _per_param(sweep.keys, rows, pick, oracle)
     return out
 
@@ -154,6 +155,33 @@ def _excluded(rows: list[dict], flagged: list[int], applied: bool) -> dict[str, 
     }
 
 
+def flag_cost(rows: list[dict], accuracy: str = "linear_acc") -> dict[str, dict[str, Any]]:
+    """What each flag cost, measured with the labels (never used to select): how many runs it flagged,
+    whether one of them was the oracle (the best ``accuracy``; a run tied with it counts) and how far below
+    the oracle the best flagged run is, in points. A flag that removes good runs is a failure mode too."""
+    accs = [row.get(accuracy) for row in rows]
+    best = max((a for a in accs if finite(a)), default=None)
+    cost: dict[str, dict[str, Any]] = {}
+    for row, acc in zip(rows, accs, strict=True):
+        for flag in row.get("flags") or []:
+            c = cost.setdefault(flag, {"runs": 0, "removed_oracle": False, "best_removed_gap_points": None})
+            c["runs"] += 1
+            if finite(acc) and best is not None:
+                gap = round(100 * (best - acc), 6)
+                old = c["best_removed_gap_points"]
+                c["best_removed_gap_points"] = gap if old is None else min(old, gap)
+                c["removed_oracle"] = c["removed_oracle"] or gap == 0
+    return cost
+
+
+def cost_words(cost: dict[str, Any]) -> str:
+    """One flag's cost in words: ``removed the oracle``, or how far below it the best flagged run is."""
+    if cost["removed_oracle"]:
+        return "removed the oracle"
+    gap = cost["best_removed_gap_points"]
+    return "no accuracy known" if gap is None else f"best removed run {gap:.2f} points below the oracle"
+
+
 def _agreement(rows: list[dict], scores: list, pick: int | None) -> tuple[dict, dict]:
     """Per accuracy: rank agreement of the scores with it and the pick's gap to the oracle; the oracles."""
     agreement, oracle = {}, {}
@@ -237,6 +265,8 @@ def tables(summary: dict) -> list[Table]:
             else "NOT left out (every run is flagged, or exclude_unsafe is off)"
         )
         t.caption = f"{len(excluded['trials'])} run(s) flagged unsafe ({flags}): {how}"
+        if excluded.get("cost"):  # measured with the labels
+            t.caption += "; cost: " + "; ".join(f"{f} {cost_words(c)}" for f, c in excluded["cost"].items())
     out = [t]
     if summary.get("agreement"):
         a = Table(title="label-free pick vs labels (labels are never used to select)")

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from test_select import BASE, _rec
 
+from selfsup.report.sweep_report import write_sweep_report
 from selfsup.select.flags import not_converged, read_run_flags, run_flags
 from selfsup.select.spec import load_sweep
-from selfsup.select.summary import summarize
+from selfsup.select.summary import summarize, tables
 
 LAYERS = {"pool": {"n": 2048, "k": 64}, "proj1": {"n": 2048, "k": 256}}
 
@@ -78,11 +79,27 @@ def test_the_pick_is_made_among_safe_runs_and_says_what_it_left_out(tmp_path):
     s = summarize(sweep, recs)
     assert s["trials"][0]["flags"] == ["rank inflation"]
     assert s["selection"]["pick"]["trial"] == 1  # tie 30 = 30 among the safe runs: the first in order
-    assert s["selection"]["excluded"] == {"trials": [0], "by_flag": {"rank inflation": 1}, "applied": True}
+    cost = {"rank inflation": {"runs": 1, "removed_oracle": False, "best_removed_gap_points": 12.0}}
+    assert s["selection"]["excluded"] == {
+        "trials": [0],
+        "by_flag": {"rank inflation": 1},
+        "applied": True,
+        "cost": cost,  # the labels measure each flag: it removed a run 12 points below the oracle
+    }
     assert s["agreement"]["linear_acc"]["gap_points"] == pytest.approx(2.0)
+    caption = tables(s)[0].caption
+    assert "1 run(s) flagged unsafe (1 rank inflation): left out of the pick" in caption
+    assert "cost: rank inflation best removed run 12.00 points below the oracle" in caption
+    report = write_sweep_report(tmp_path, s).read_text()
+    assert "<h2>Unsafe-run flags</h2>" in report and "rank inflation" in report
     # with every run flagged the pick is made among all of them, and the summary says so
     for d in dirs[1:]:
         (tmp_path / d / "summary.json").write_text(json.dumps({"rankme_backbone": 1.0, "layers": LAYERS}))
     s = summarize(sweep, recs)
     assert s["selection"]["pick"]["trial"] == 0 and s["selection"]["excluded"]["applied"] is False
+    assert s["selection"]["excluded"]["cost"]["collapsed"] == {  # the oracle (0.92) among the flagged
+        "runs": 2,
+        "removed_oracle": True,
+        "best_removed_gap_points": 0.0,
+    }
     assert read_run_flags(tmp_path / "missing", "rankme", "backbone", "maximize") is None
