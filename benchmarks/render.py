@@ -395,6 +395,31 @@ def _selection(name: str) -> str:
     return table(heads, rows) + note + source(name)
 
 
+def flag_costs() -> str:
+    """Each unsafe-run flag's cost in the full-length sweeps (``selfsup.select.summary.flag_cost`` on their
+    stored summaries): runs flagged, the oracle among them, the best flagged run's gap to the oracle."""
+    from selfsup.select.summary import flag_cost
+
+    paths = sorted((RESULTS / "selection" / "full").glob("*-full.json"))
+    rows = []
+    for path in paths:
+        for flag, c in flag_cost(json.loads(path.read_text())["trials"]).items():
+            gap = c["best_removed_gap_points"]
+            rows.append([path.stem, flag, c["runs"], "yes" if c["removed_oracle"] else "no", f"{gap:.1f}"])
+    flagged = {r[0] for r in rows}
+    quiet = len(paths) - len(flagged)
+    heads = [
+        "sweep",
+        "flag",
+        "runs flagged",
+        "removed the oracle",
+        "best flagged run below the oracle (points)",
+    ]
+    note = f"\n\nThe other {quiet} sweeps had no flagged run."
+    note += " From each sweep's stored summary in `benchmarks/results/selection/full/`, the sweeps of:"
+    return table(heads, rows) + note + source("selection/full/summary.json")
+
+
 def selection_full() -> str:
     return _selection("selection/full/summary.json")
 
@@ -881,6 +906,7 @@ TABLES: dict[str, Callable[[], str]] = {
         pde_solver,
         objects3d_speed,
         selection_full,
+        flag_costs,
         selection_short,
         lejepa_correlations,
         layers,
