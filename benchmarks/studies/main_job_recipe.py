@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from benchmarks._common import ROOT, read_result, write_result
@@ -43,10 +41,10 @@ CANDIDATES = {
 
 
 def select_epoch(run_dir: Path) -> dict:
-    """``selfsup select-epoch`` on the run (labels of the validation split give its gap)."""
-    cmd = [sys.executable, "-m", "selfsup.cli", "select-epoch", str(run_dir), "--json"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    pick = json.loads(out)
+    """``selfsup select-epoch``'s pick on the run (labels of the validation split give its gap)."""
+    from selfsup.select.epochs import select_epoch as pick_epoch
+
+    pick = pick_epoch(run_dir)
     return {k: pick.get(k) for k in ("pick", "oracle", "gap_points", "accuracy")}
 
 
