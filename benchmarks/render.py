@@ -420,6 +420,44 @@ def flag_costs() -> str:
     return table(heads, rows) + note + source("selection/full/summary.json")
 
 
+def _rule_cell(r: dict | None) -> str | None:
+    if not r or r.get("gap_points") is None:
+        return None
+    tau = r.get("kendall_tau")
+    return f"{r['gap_points']:.2f} ({'-' if tau is None else f'{tau:.2f}'})"
+
+
+def selection_rules(which: str) -> str:
+    """Per seeded sweep of ``which`` (development / held-out): every candidate rule's gap to the oracle
+    (points, mean over seeds) and Kendall tau over configurations; then each rule over the counted sweeps."""
+    from selfsup.select.rules import RULES
+
+    name = f"selection/{which}/summary.json"
+    res = load(name)["results"]
+    rows = []
+    for e in res["sweeps"] + res.get("stored_single_seed_sweeps", []):
+        std = e.get("oracle_seed_std")
+        flat = {True: "flat", False: "", None: "one seed"}[e.get("flat")]
+        spread = f"{std:.2f}" if std is not None else "-"
+        cells = [_rule_cell(e.get(r)) for r in RULES]
+        rows.append([e["sweep"], e["seeds"], pct(e["oracle_acc"]), spread, flat, *cells])
+    heads = ["sweep", "seeds", "oracle", "oracle seed std", "", *RULES]
+    agg = res.get("aggregate_with_stored") or res["aggregate"]
+    arow = [
+        f"{a['mean_gap_points']:.2f} / {a['median_kendall_tau']:.2f} ({a['sweeps']})"
+        if a["mean_gap_points"] is not None and a["median_kendall_tau"] is not None
+        else None
+        for a in agg.values()
+    ]
+    rows.append(["**mean gap / median tau (sweeps)**", "", "", "", "", *arow])
+    note = (
+        "\n\nCells: gap to the oracle in points, mean over seeds (Kendall tau of seed-mean score vs "
+        f"seed-mean accuracy). Chosen rule: `{res['chosen_rule']}` "
+        f"(rules module SHA-256 `{res['rule_sha'][:12]}`)."
+    )
+    return table(heads, rows) + note + source(name)
+
+
 def selection_full() -> str:
     return _selection("selection/full/summary.json")
 
@@ -928,6 +966,8 @@ TABLES: dict[str, Callable[[], str]] = {
         headline,
     )
 }
+TABLES["selection-rules-development"] = lambda: selection_rules("development")
+TABLES["selection-rules-held-out"] = lambda: selection_rules("held-out")
 
 
 # ------------------------------------------------------------------------------------------------ pages

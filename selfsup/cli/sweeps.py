@@ -59,7 +59,9 @@ def summary(
     sweep_dir: Path = typer.Argument(..., help="a sweep directory (holds sweep.yaml)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
     storage: str = typer.Option(None, "--storage", help="database URL, if not the one in sweep.yaml"),
-    rule: str = typer.Option(None, "--rule", help="selection rule: highest or threshold"),
+    rule: str = typer.Option(
+        None, "--rule", help="selection rule: highest, threshold or a named rule (rankme-relative ...)"
+    ),
     tol: float = typer.Option(None, "--tol", help="threshold rule: relative tolerance to the best score"),
     prefer: str = typer.Option(None, "--prefer", help="threshold rule: min or max value of --key"),
     key: str = typer.Option(None, "--key", help="threshold rule: the hyper-parameter to prefer"),
@@ -67,10 +69,11 @@ def summary(
     """Table of a sweep, the label-free pick vs the label oracle; writes summary.json and report.html."""
     from selfsup.errors import SelfsupError
     from selfsup.select.run import sweep_summary
+    from selfsup.select.spec import check_rule
     from selfsup.select.summary import tables
 
-    if rule is not None and rule not in ("highest", "threshold"):
-        raise SelfsupError(f"unknown selection rule '{rule}'; use highest or threshold")
+    if rule is not None:
+        check_rule(rule)
     if prefer is not None and prefer not in ("min", "max"):
         raise SelfsupError(f"--prefer must be min or max, got '{prefer}'")
     if tol is not None and not 0 <= tol < 1:

@@ -127,7 +127,7 @@ def write_sweep_report(sweep_dir: str | Path, summary: dict | None = None) -> Pa
                         "kNN %": _pct(o.get("knn_acc")),
                     }
                 )
-        sections.append("<h2>Selection</h2>" + table(rows))
+        sections.append("<h2>Selection</h2>" + _unreliable(sel.get("unreliable") or {}) + table(rows))
     if summary.get("agreement"):
         rows = [
             {
@@ -143,8 +143,10 @@ def write_sweep_report(sweep_dir: str | Path, summary: dict | None = None) -> Pa
         sections.append("<h2>Agreement with the labels</h2>" + table(rows))
         per = [{"hyper-parameter": k, **v} for k, v in summary["per_param"].items()]
         sections.append(table(per))
-    if sel.get("excluded", {}).get("trials"):
+    if sel.get("excluded", {}).get("by_flag"):
         sections.append("<h2>Unsafe-run flags</h2>" + _flags_table(sel["excluded"]))
+    if summary.get("rules"):
+        sections.append("<h2>Label-free rules</h2>" + _rules_section(summary["rules"]))
     for key in summary["space"]:
         if summary["trials"]:
             sections.append(f"<h2>{html.escape(key)}</h2>" + figure_to_img(param_figure(summary, key)))
@@ -164,12 +166,49 @@ def _flags_table(excluded: dict) -> str:
             {
                 "flag": flag,
                 "runs": n,
-                "left out of the pick": "yes" if excluded["applied"] else "no (every run flagged, or off)",
+                "left out of the pick": "no (reported only)"
+                if flag in excluded.get("reported_only", ())
+                else "yes"
+                if excluded["applied"]
+                else "no (every run flagged, or off)",
                 "removed the oracle": {True: "yes", False: "no"}.get(cost.get("removed_oracle")),
                 "best flagged run below the oracle (points)": cost.get("best_removed_gap_points"),
             }
         )
     return table(rows)
+
+
+def _unreliable(verdicts: dict) -> str:
+    """A warning per seed whose runs cannot be compared (:func:`selfsup.select.rules.verdict`)."""
+    return "".join(
+        f"<p><b>The pick is unreliable</b> (seed {html.escape(seed)}): "
+        f"{html.escape('; '.join(v['reasons']))}. {html.escape(v['advice'])}.</p>"
+        for seed, v in verdicts.items()
+    )
+
+
+def _rules_section(ev: dict) -> str:
+    """Every candidate rule's pick per seed, gap and tau; a warning for each seed whose pick is unreliable."""
+    rows = [
+        {
+            "rule": name,
+            "pick per seed": "; ".join(
+                "-" if p is None else ", ".join(f"{k}={v}" for k, v in p.items()) for p in r["pick"]
+            ),
+            "gap (points)": r["gap_points"],
+            "Kendall tau": r["kendall_tau"],
+            "tau (unflagged)": r["kendall_tau_unflagged"],
+        }
+        for name, r in ev["rules"].items()
+    ]
+    notes = [_unreliable({seed: v for seed, v in ev["verdicts"].items() if not v["reliable"]})]
+    std = ev.get("oracle_seed_std")
+    if std is not None:
+        notes.append(
+            f"<p>oracle seed standard deviation {std:.2f} points"
+            + (": a flat sweep</p>" if ev["flat"] else "</p>")
+        )
+    return table(rows) + "".join(notes)
 
 
 def _trials_table(summary: dict, sweep_dir: Path) -> str:

@@ -34,10 +34,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selfsup import config as C
-from selfsup.errors import ConfigError, did_you_mean
+from selfsup.errors import ConfigError, did_you_mean, unknown_name
 
 #: Keys the sweep manages itself (each trial's run directory).
 MANAGED_KEYS = ("train.out_dir", "train.name")
@@ -104,11 +104,26 @@ class Objective(_Strict):
 
 
 class Selection(_Strict):
-    rule: Literal["highest", "threshold"] = "highest"
+    rule: str = "highest"  # highest | threshold | a rule of selfsup.select.rules (rankme-relative ...)
     tol: float = Field(0.01, ge=0, lt=1)  # threshold rule: runs within tol * |best| of the best score
     prefer: Literal["min", "max"] = "min"  # threshold rule: smallest or largest value of `key`
     key: str | None = None  # threshold rule: the hyper-parameter; default: the only swept key
     exclude_unsafe: bool = True  # pick among runs without an unsafe-run flag (selfsup.select.flags)
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, v: str) -> str:
+        return check_rule(v)
+
+
+def check_rule(rule: str) -> str:
+    """``rule`` if it names a selection rule, else a ConfigError with a did-you-mean hint."""
+    from selfsup.select.rules import RULES  # rules builds on this module
+
+    known = ("highest", "threshold", *RULES)
+    if rule not in known:
+        raise unknown_name("selection rule", rule, known)
+    return rule
 
 
 class SweepSpec(_Strict):

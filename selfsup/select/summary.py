@@ -9,9 +9,11 @@ from typing import Any
 from rich.table import Table
 
 from selfsup.errors import SelfsupError, unknown_name
+from selfsup.select import evidence as E
+from selfsup.select import rules as R
 from selfsup.select import selection as sel
 from selfsup.select import study as S
-from selfsup.select.flags import read_run_flags
+from selfsup.select.flags import RELATIVE, read_run, run_flags
 from selfsup.select.spec import Sweep, finite
 
 ACCURACIES = ("linear_acc", "knn_acc")
@@ -33,13 +35,13 @@ def summarize(
     finished = [slots.done[k] for k in sorted(slots.done)]  # sweep order = slot order
     counts = _counts(recs, slots, n)
     rows = [_trial_row(r) for r in finished]
-    for row in rows:  # unsafe-run flags (not converged, collapsed, rank inflation, N < K)
-        if row["state"] == "complete" and row["run_dir"]:
-            run_dir = Path(sweep.sweep_dir) / row["run_dir"]  # relative to the sweep (absolute stays)
-            obj = sweep.objective
-            row["flags"] = read_run_flags(run_dir, obj.metric, obj.layer, spec.direction)
+    runs = _read_runs(sweep, rows)  # and each row's unsafe-run flags
     scores = [row["score"] for row in rows]
     pick, selection = _select(sweep, rows, scores, rule, tol, prefer, key)
+    if rule in R.RULES:  # a named rule picks from the runs' records (all of them: every seed)
+        local = R.apply(rule, [run for _, run in runs])[1]
+        pick = None if local is None else runs[local][0]
+        selection["pick"] = _brief(rows[pick]) if pick is not None else None
     out: dict[str, Any] = {
         "name": sweep.name,
         "sweep_dir": str(sweep.sweep_dir),
@@ -59,7 +61,32 @@ def summarize(
         out["oracle"] = oracle
         selection["excluded"]["cost"] = flag_cost(rows)
     out["per_param"] = _per_param(sweep.keys, rows, pick, oracle)
+    if runs:  # every candidate rule's pick, over seeds when a seed is swept (and its gap, with labels)
+        out["rules"] = E.evaluate([run for _, run in runs], [rows[i].get("linear_acc") for i, _ in runs])
+        bad = {seed: v for seed, v in out["rules"]["verdicts"].items() if not v["reliable"]}
+        selection["reliable"] = not bad  # can these runs be compared at all? (rules.verdict, per seed)
+        selection["unreliable"] = bad
     return out
+
+
+def _read_runs(sweep: Sweep, rows: list[dict]) -> list[tuple[int, R.Run]]:
+    """The finished runs' records (row index, :class:`~selfsup.select.rules.Run`), and each row's flags:
+    the run's own (None when its files cannot be read), then the relative collapse among its seed's runs."""
+    obj, runs = sweep.objective, []
+    for i, row in enumerate(rows):
+        if row["state"] != "complete" or not row["run_dir"]:
+            continue
+        records = read_run(Path(sweep.sweep_dir) / row["run_dir"])  # relative to the sweep (absolute stays)
+        row["flags"] = (
+            None if records is None else run_flags(*records, obj.metric, obj.layer, sweep.spec.direction)
+        )
+        if records is not None:
+            runs.append((i, R.Run(row["params"], *records, flags=list(row["flags"]))))
+    for idx in E.group([run for _, run in runs])[1].values():
+        for k, rel in zip(idx, R.relative_collapse([runs[k][1] for k in idx]), strict=True):
+            if rel:
+                rows[runs[k][0]]["flags"].append(RELATIVE)
+    return runs
 
 
 def _resolve_selection(
@@ -123,10 +150,15 @@ def _select(
         if key not in sweep.keys:
             raise unknown_name("swept key", key, sweep.keys)
     values = [row["params"].get(key) for row in rows] if key else None
-    flagged = [i for i, row in enumerate(rows) if row.get("flags")]
+    flagged = [i for i, row in enumerate(rows) if set(row.get("flags") or ()) - {RELATIVE}]
     safe = [None if i in flagged else s for i, s in enumerate(scores)]
     compared = safe if sweep.spec.selection.exclude_unsafe and any(map(finite, safe)) else scores
-    pick = sel.select(compared, values, rule=rule, tol=tol, prefer=prefer, direction=direction)
+    named = rule in R.RULES  # picked from the runs' records by the caller
+    pick = (
+        None
+        if named
+        else sel.select(compared, values, rule=rule, tol=tol, prefer=prefer, direction=direction)
+    )
     selection = {
         "rule": rule,
         "tol": tol if rule == "threshold" else None,
@@ -143,15 +175,17 @@ def _select(
 
 def _excluded(rows: list[dict], flagged: list[int], applied: bool) -> dict[str, Any]:
     """The flagged runs, how many per flag, and whether they were left out of the pick (not when the
-    sweep's selection.exclude_unsafe is off, nor when every run is flagged)."""
+    sweep's selection.exclude_unsafe is off, nor when every run is flagged). The relative collapse is
+    counted but reported only (``reported_only``)."""
     by_flag: dict[str, int] = {}
-    for i in flagged:
-        for f in rows[i]["flags"]:
+    for row in rows:
+        for f in row.get("flags") or ():
             by_flag[f] = by_flag.get(f, 0) + 1
     return {
         "trials": [rows[i]["trial"] for i in flagged],
         "by_flag": by_flag,
         "applied": applied and bool(flagged),
+        "reported_only": [RELATIVE] if RELATIVE in by_flag else [],
     }
 
 
@@ -240,7 +274,8 @@ def tables(summary: dict) -> list[Table]:
     for row in summary["trials"]:
         note = []
         if row["trial"] == pick:
-            note.append(f"pick ({summary['selection']['rule']})")
+            sure = "" if summary["selection"].get("reliable", True) else ", UNRELIABLE"
+            note.append(f"pick ({summary['selection']['rule']}{sure})")
         if row["trial"] == oracle:
             note.append("oracle (linear)")
         if row["state"] == "failed":
@@ -257,7 +292,7 @@ def tables(summary: dict) -> list[Table]:
             ", ".join(note),
         )
     excluded = summary["selection"].get("excluded") or {}
-    if excluded.get("trials"):
+    if excluded.get("by_flag"):
         flags = ", ".join(f"{n} {f}" for f, n in excluded["by_flag"].items())
         how = (
             "left out of the pick"
@@ -265,6 +300,8 @@ def tables(summary: dict) -> list[Table]:
             else "NOT left out (every run is flagged, or exclude_unsafe is off)"
         )
         t.caption = f"{len(excluded['trials'])} run(s) flagged unsafe ({flags}): {how}"
+        if excluded.get("reported_only"):
+            t.caption += f" ({', '.join(excluded['reported_only'])}: reported only)"
         if excluded.get("cost"):  # measured with the labels
             t.caption += "; cost: " + "; ".join(f"{f} {cost_words(c)}" for f, c in excluded["cost"].items())
     out = [t]
@@ -297,7 +334,34 @@ def tables(summary: dict) -> list[Table]:
         for k, v in summary["per_param"].items():
             p.add_row(k, _fmt(v["pick"]), _fmt(v.get("oracle_linear_acc")), _fmt(v.get("oracle_knn_acc")))
         out.append(p)
+    if summary.get("rules"):
+        out.append(rules_table(summary["rules"]))
     return out
+
+
+def rules_table(ev: dict) -> Table:
+    """Every candidate rule's pick per seed and, with labels, its gap to the oracle and Kendall tau; the
+    caption says which seeds' comparisons cannot be trusted, and what to do."""
+    t = Table(title=f"label-free rules over {len(ev['seeds'])} seed(s) (labels only measure)")
+    for col in ["rule", "pick per seed", "gap (points)", "Kendall tau", "tau (unflagged)"]:
+        t.add_column(col, justify="left" if col in ("rule", "pick per seed") else "right")
+    for name, r in ev["rules"].items():
+        picks = "; ".join(
+            "-" if p is None else ", ".join(f"{k}={_fmt(v)}" for k, v in p.items()) for p in r["pick"]
+        )
+        t.add_row(
+            name, picks, _fmt(r["gap_points"]), _fmt(r["kendall_tau"]), _fmt(r["kendall_tau_unflagged"])
+        )
+    notes = []
+    if ev.get("oracle_seed_std") is not None:
+        notes.append(
+            f"oracle seed std {ev['oracle_seed_std']:.2f} points" + (" (FLAT sweep)" if ev["flat"] else "")
+        )
+    for seed, v in ev["verdicts"].items():
+        if not v["reliable"]:
+            notes.append(f"seed {seed}: pick UNRELIABLE: {'; '.join(v['reasons'])}: {v['advice']}")
+    t.caption = "; ".join(notes) or None
+    return t
 
 
 def write(summary: dict, sweep_dir: Path) -> tuple[Path, Path]:

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from test_select import BASE, _rec
 
+from selfsup.errors import ConfigError
 from selfsup.report.sweep_report import write_sweep_report
-from selfsup.select.flags import not_converged, read_run_flags, run_flags
-from selfsup.select.spec import load_sweep
+from selfsup.select.flags import not_converged, rank_inflation, read_run_flags, run_flags
+from selfsup.select.spec import check_rule, load_sweep
 from selfsup.select.summary import summarize, tables
 
 LAYERS = {"pool": {"n": 2048, "k": 64}, "proj1": {"n": 2048, "k": 256}}
@@ -45,6 +46,18 @@ def test_not_converged_is_a_loss_still_falling_at_the_end():
 )
 def test_each_flag(losses, rankmes, summary, flags):
     assert run_flags(_history(losses, rankmes), summary, "rankme", "backbone", "maximize") == flags
+
+
+def test_rank_inflation_is_a_score_not_back_from_the_bottom_of_its_descent():
+    # a run of the VICReg learning-rate sweep at 1e-4 (RankMe per monitor): flat at its lowest, 101 of 101-134
+    plateau = [134, 124, 118, 113, 110, 107, 105, 104, 102, 102, 101, 101, 101, 101]
+    assert rank_inflation(plateau, "maximize")
+    # 1e-3: down from 104 to 82, back to 85: 3 of 22 above the bottom, more than 10 %
+    recovered = [104, 93, 88, 85, 83, 83, 82, 83, 84, 85, 86, 86, 86, 85]
+    assert not rank_inflation(recovered, "maximize")
+    assert not rank_inflation([19, 24, 24, 26, 42], "maximize")  # 1e-2: never fell, rising from the start
+    assert rank_inflation([-s for s in plateau], "minimize")  # a loss still rising: mirrored
+    assert not rank_inflation([5.0], "maximize")
 
 
 def _run(tmp_path, name, losses, rankmes, rankme):
@@ -85,13 +98,25 @@ def test_the_pick_is_made_among_safe_runs_and_says_what_it_left_out(tmp_path):
         "by_flag": {"rank inflation": 1},
         "applied": True,
         "cost": cost,  # the labels measure each flag: it removed a run 12 points below the oracle
+        "reported_only": [],
     }
+    rules = s["rules"]["rules"]  # every candidate rule, one seed: the default's pick is the sweep's
+    assert rules["rankme-safe"]["pick"] == [{"method.params.cov_coeff": 1.0}]
+    assert rules["rankme"]["pick"] == [{"method.params.cov_coeff": 0.1}]  # the inflated run
+    assert rules["rankme"]["gap_points"] == pytest.approx(12.0)
+    assert "rankme-safe" in tables(s)[-1].columns[0]._cells
+    named = summarize(sweep, recs, rule="rankme")  # a named rule as the sweep's selection rule
+    assert named["selection"]["rule"] == "rankme" and named["selection"]["pick"]["trial"] == 0
+    assert named["agreement"]["linear_acc"]["gap_points"] == pytest.approx(12.0)
+    with pytest.raises(ConfigError, match="Did you mean 'rankme-relative'"):
+        check_rule("rankme-relatve")
     assert s["agreement"]["linear_acc"]["gap_points"] == pytest.approx(2.0)
     caption = tables(s)[0].caption
     assert "1 run(s) flagged unsafe (1 rank inflation): left out of the pick" in caption
     assert "cost: rank inflation best removed run 12.00 points below the oracle" in caption
     report = write_sweep_report(tmp_path, s).read_text()
     assert "<h2>Unsafe-run flags</h2>" in report and "rank inflation" in report
+    assert "<h2>Label-free rules</h2>" in report and "rankme-relative" in report
     # with every run flagged the pick is made among all of them, and the summary says so
     for d in dirs[1:]:
         (tmp_path / d / "summary.json").write_text(json.dumps({"rankme_backbone": 1.0, "layers": LAYERS}))
