@@ -2,6 +2,7 @@
 
     python -m benchmarks.studies.selection_rules development   # configs/sweeps/development/*.yaml
     python -m benchmarks.studies.selection_rules held-out      # configs/sweeps/held-out/*.yaml
+    python -m benchmarks.studies.selection_rules all           # both: the whole study, about 90 min
 
 Runs every sweep file of the set with ``selfsup sweep`` (a finished sweep is not run again, an interrupted
 one resumes; ``--sweeps-dir`` is where the sweeps' directories go), summarises each with ``selfsup sweep
@@ -134,30 +135,37 @@ def aggregate(entries: list[dict]) -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
-    ap.add_argument("set", choices=["development", "held-out"])
-    ap.add_argument("--sweeps-dir", default=str(ROOT), help="where the sweeps' directories go (DIR/sweeps/)")
-    args = ap.parse_args()
-    out = RESULTS / args.set
+def study(which: str, sweeps_dir: Path) -> None:
+    """Run, summarise and write one set (``development`` or ``held-out``)."""
+    out = RESULTS / which
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    files = sorted((ROOT / "configs" / "sweeps" / args.set).glob("*.yaml"))
-    seeded = [sweep_entry(run_sweep(f, Path(args.sweeps_dir), out)) for f in files]
-    stored = stored_entries() if args.set == "development" else []
+    files = sorted((ROOT / "configs" / "sweeps" / which).glob("*.yaml"))
+    seeded = [sweep_entry(run_sweep(f, sweeps_dir, out)) for f in files]
+    stored = stored_entries() if which == "development" else []
     result = {
         "chosen_rule": R.CHOSEN_RULE,
         "rule_sha": rule_sha(),
         "wall_s": time.perf_counter() - t0,
         "sweeps": seeded,
         "aggregate": aggregate(seeded),
-        "epoch_selection": epoch_selection(args.set, Path(args.sweeps_dir)),
+        "epoch_selection": epoch_selection(which, sweeps_dir),
     }
     if stored:
         result["stored_single_seed_sweeps"] = stored
         result["aggregate_with_stored"] = aggregate(seeded + stored)
-    cmd = f"python -m benchmarks.studies.selection_rules {args.set}"
-    write_result(out / "summary.json", result, command=cmd)
+    write_result(
+        out / "summary.json", result, command=f"python -m benchmarks.studies.selection_rules {which}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    ap.add_argument("set", choices=["development", "held-out", "all"], help="all: development, then held-out")
+    ap.add_argument("--sweeps-dir", default=str(ROOT), help="where the sweeps' directories go (DIR/sweeps/)")
+    args = ap.parse_args()
+    for which in ["development", "held-out"] if args.set == "all" else [args.set]:
+        study(which, Path(args.sweeps_dir))
 
 
 if __name__ == "__main__":

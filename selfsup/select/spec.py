@@ -17,7 +17,8 @@ A sweep YAML (see ``configs/sweeps/``)::
     storage: null                     # default sqlite:///<sweep dir>/study.db; or postgresql://...
     objective: rankme                 # or {metric: rankme, layer: backbone | projector | <layer name>}
     direction: maximize
-    selection: {rule: highest}        # or {rule: threshold, tol: 0.01, prefer: min, key: ...}
+    selection: {rule: highest}        # or {rule: threshold, tol: 0.01, prefer: min, key: ...}, or a named
+                                      # rule (selfsup.select.rules); none: loss-rankme on RankMe, else highest
 
 Everything is validated before a trial starts: unknown top-level or space keys fail with a did-you-mean
 hint, and every combination of grid values (and ends of ranges) must make a valid run config (which checks
@@ -104,7 +105,9 @@ class Objective(_Strict):
 
 
 class Selection(_Strict):
-    rule: str = "highest"  # highest | threshold | a rule of selfsup.select.rules (rankme-relative ...)
+    # highest | threshold | a rule of selfsup.select.rules; None: the chosen rule (rules.CHOSEN_RULE) on a
+    # sweep of the backbone's RankMe, highest on any other objective
+    rule: str | None = None
     tol: float = Field(0.01, ge=0, lt=1)  # threshold rule: runs within tol * |best| of the best score
     prefer: Literal["min", "max"] = "min"  # threshold rule: smallest or largest value of `key`
     key: str | None = None  # threshold rule: the hyper-parameter; default: the only swept key
@@ -112,8 +115,8 @@ class Selection(_Strict):
 
     @field_validator("rule")
     @classmethod
-    def _known_rule(cls, v: str) -> str:
-        return check_rule(v)
+    def _known_rule(cls, v: str | None) -> str | None:
+        return None if v is None else check_rule(v)
 
 
 def check_rule(rule: str) -> str:

@@ -38,10 +38,12 @@ def summarize(
     runs = _read_runs(sweep, rows)  # and each row's unsafe-run flags
     scores = [row["score"] for row in rows]
     pick, selection = _select(sweep, rows, scores, rule, tol, prefer, key)
-    if rule in R.RULES:  # a named rule picks from the runs' records (all of them: every seed)
+    if rule in R.RULES and runs:  # a named rule picks from the runs' records (all of them: every seed)
         local = R.apply(rule, [run for _, run in runs])[1]
         pick = None if local is None else runs[local][0]
         selection["pick"] = _brief(rows[pick]) if pick is not None else None
+    elif rule in R.RULES:
+        selection["fallback"] = f"highest: no run records to apply {rule} to"
     out: dict[str, Any] = {
         "name": sweep.name,
         "sweep_dir": str(sweep.sweep_dir),
@@ -94,11 +96,18 @@ def _resolve_selection(
 ) -> tuple[str, float, str, str | None]:
     """The selection options: those given, else the spec's (the key defaults to the only swept key)."""
     spec = sweep.spec
-    rule = rule or spec.selection.rule
+    rule = rule or spec.selection.rule or default_rule(sweep.objective.metric, sweep.objective.layer)
     tol = spec.selection.tol if tol is None else tol
     prefer = prefer or spec.selection.prefer
     key = key or spec.selection.key or (sweep.keys[0] if len(sweep.keys) == 1 else None)
     return rule, tol, prefer, key
+
+
+def default_rule(metric: str, layer: str) -> str:
+    """A sweep's rule when its file names none: the rule chosen by the held-out study
+    (:data:`~selfsup.select.rules.CHOSEN_RULE`) on the backbone's RankMe, which its rules read; else the
+    objective's best score (``highest``)."""
+    return R.CHOSEN_RULE if (metric, layer) == ("rankme", "backbone") else "highest"
 
 
 def _counts(recs: list[S.TrialRecord], slots: S.Slots, n: int) -> dict[str, int]:
@@ -153,12 +162,8 @@ def _select(
     flagged = [i for i, row in enumerate(rows) if set(row.get("flags") or ()) - {RELATIVE}]
     safe = [None if i in flagged else s for i, s in enumerate(scores)]
     compared = safe if sweep.spec.selection.exclude_unsafe and any(map(finite, safe)) else scores
-    named = rule in R.RULES  # picked from the runs' records by the caller
-    pick = (
-        None
-        if named
-        else sel.select(compared, values, rule=rule, tol=tol, prefer=prefer, direction=direction)
-    )
+    named = rule in R.RULES  # picked from the runs' records by the caller; highest until then
+    pick = sel.select(compared, values, "highest" if named else rule, tol, prefer, direction)
     selection = {
         "rule": rule,
         "tol": tol if rule == "threshold" else None,

@@ -17,6 +17,8 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from selfsup.cli import app
+from selfsup.select import rules as R
+from selfsup.select.flags import RELATIVE, read_run
 
 runner = CliRunner()
 GRID = [0.1, 1.0, 10.0]
@@ -115,7 +117,14 @@ def test_sweep_killed_then_resumed_finishes_exactly_once(tmp_path, monkeypatch):
     assert [r["params"]["method.params.cov_coeff"] for r in s["trials"]] == GRID  # sweep order
     scores = [r["score"] for r in s["trials"]]
     accs = [r["linear_acc"] for r in s["trials"]]
-    best = max(range(3), key=lambda i: (scores[i], -i))
+    assert s["selection"]["rule"] == R.CHOSEN_RULE  # a RankMe sweep naming no rule: the study's choice
+    runs = [  # the rule reads the runs' records and their own flags (not the sweep's relative collapse)
+        R.Run(
+            r["params"], *read_run(sweep_dir / r["run_dir"]), flags=[f for f in r["flags"] if f != RELATIVE]
+        )
+        for r in s["trials"]
+    ]
+    best = R.apply(R.CHOSEN_RULE, runs)[1]
     assert s["selection"]["pick"]["trial"] == s["trials"][best]["trial"]
     assert s["selection"]["pick"]["trial"] in {t.number for t in done}
     lin = s["agreement"]["linear_acc"]
