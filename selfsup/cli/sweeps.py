@@ -69,8 +69,7 @@ def summary(
     """Table of a sweep, the label-free pick vs the label oracle; writes summary.json and report.html."""
     from selfsup.errors import SelfsupError
     from selfsup.select.run import sweep_summary
-    from selfsup.select.spec import check_rule
-    from selfsup.select.summary import tables
+    from selfsup.select.summary import check_rule, tables
 
     if rule is not None:
         check_rule(rule)

@@ -70,6 +70,8 @@ def run_sweep(
     console = console or Console()
     sweep = load_sweep(path, storage=storage, workers=workers)
     spec = sweep.spec
+    if spec.selection.rule is not None:  # before any trial: a misspelt rule would only show at the summary
+        summ.check_rule(spec.selection.rule)
     if spec.storage is None:
         sweep.sweep_dir.mkdir(parents=True, exist_ok=True)
     st = S.open_storage(sweep.storage_url, spec.heartbeat_interval, spec.grace_period)

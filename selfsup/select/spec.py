@@ -35,10 +35,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from selfsup import config as C
-from selfsup.errors import ConfigError, did_you_mean, unknown_name
+from selfsup.errors import ConfigError, did_you_mean
 
 #: Keys the sweep manages itself (each trial's run directory).
 MANAGED_KEYS = ("train.out_dir", "train.name")
@@ -105,28 +105,13 @@ class Objective(_Strict):
 
 
 class Selection(_Strict):
-    # highest | threshold | a rule of selfsup.select.rules; None: the chosen rule (rules.CHOSEN_RULE) on a
-    # sweep of the backbone's RankMe, highest on any other objective
+    # highest | threshold | a rule of selfsup.select.rules (checked by summary.check_rule, which imports
+    # them); None: the chosen rule (rules.CHOSEN_RULE) on the backbone's RankMe, highest on other objectives
     rule: str | None = None
     tol: float = Field(0.01, ge=0, lt=1)  # threshold rule: runs within tol * |best| of the best score
     prefer: Literal["min", "max"] = "min"  # threshold rule: smallest or largest value of `key`
     key: str | None = None  # threshold rule: the hyper-parameter; default: the only swept key
     exclude_unsafe: bool = True  # pick among runs without an unsafe-run flag (selfsup.select.flags)
-
-    @field_validator("rule")
-    @classmethod
-    def _known_rule(cls, v: str | None) -> str | None:
-        return None if v is None else check_rule(v)
-
-
-def check_rule(rule: str) -> str:
-    """``rule`` if it names a selection rule, else a ConfigError with a did-you-mean hint."""
-    from selfsup.select.rules import RULES  # rules builds on this module
-
-    known = ("highest", "threshold", *RULES)
-    if rule not in known:
-        raise unknown_name("selection rule", rule, known)
-    return rule
 
 
 class SweepSpec(_Strict):

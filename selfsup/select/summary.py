@@ -96,11 +96,21 @@ def _resolve_selection(
 ) -> tuple[str, float, str, str | None]:
     """The selection options: those given, else the spec's (the key defaults to the only swept key)."""
     spec = sweep.spec
-    rule = rule or spec.selection.rule or default_rule(sweep.objective.metric, sweep.objective.layer)
+    rule = check_rule(
+        rule or spec.selection.rule or default_rule(sweep.objective.metric, sweep.objective.layer)
+    )
     tol = spec.selection.tol if tol is None else tol
     prefer = prefer or spec.selection.prefer
     key = key or spec.selection.key or (sweep.keys[0] if len(sweep.keys) == 1 else None)
     return rule, tol, prefer, key
+
+
+def check_rule(rule: str) -> str:
+    """``rule`` if it names a selection rule, else a ConfigError with a did-you-mean hint."""
+    known = ("highest", "threshold", *R.RULES)
+    if rule not in known:
+        raise unknown_name("selection rule", rule, known)
+    return rule
 
 
 def default_rule(metric: str, layer: str) -> str:

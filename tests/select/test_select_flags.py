@@ -9,8 +9,8 @@ from test_select import BASE, _rec
 from selfsup.errors import ConfigError
 from selfsup.report.sweep_report import write_sweep_report
 from selfsup.select.flags import not_converged, rank_inflation, read_run_flags, run_flags
-from selfsup.select.spec import check_rule, load_sweep
-from selfsup.select.summary import summarize, tables
+from selfsup.select.spec import load_sweep
+from selfsup.select.summary import check_rule, summarize, tables
 
 LAYERS = {"pool": {"n": 2048, "k": 64}, "proj1": {"n": 2048, "k": 256}}
 
@@ -128,3 +128,22 @@ def test_the_pick_is_made_among_safe_runs_and_says_what_it_left_out(tmp_path):
         "best_removed_gap_points": 0.0,
     }
     assert read_run_flags(tmp_path / "missing", "rankme", "backbone", "maximize") is None
+
+
+def test_a_misspelt_rule_stops_the_sweep_before_any_trial(tmp_path):
+    from selfsup.select.run import run_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "base": BASE,
+                "out_dir": str(tmp_path / "sweeps"),
+                "space": {"optim.lr": {"type": "grid", "values": [1e-3, 1e-2]}},
+                "selection": {"rule": "loss-rankm"},
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match="Did you mean 'loss-rankme'"):
+        run_sweep(path, progress=False)
+    assert not (tmp_path / "sweeps").exists()  # nothing was started
