@@ -37,13 +37,7 @@ def summarize(
     rows = [_trial_row(r) for r in finished]
     runs = _read_runs(sweep, rows)  # and each row's unsafe-run flags
     scores = [row["score"] for row in rows]
-    pick, selection = _select(sweep, rows, scores, rule, tol, prefer, key)
-    if rule in R.RULES and runs:  # a named rule picks from the runs' records (all of them: every seed)
-        local = R.apply(rule, [run for _, run in runs])[1]
-        pick = None if local is None else runs[local][0]
-        selection["pick"] = _brief(rows[pick]) if pick is not None else None
-    elif rule in R.RULES:
-        selection["fallback"] = f"highest: no run records to apply {rule} to"
+    pick, selection = _select(sweep, rows, scores, runs, rule, tol, prefer, key)
     out: dict[str, Any] = {
         "name": sweep.name,
         "sweep_dir": str(sweep.sweep_dir),
@@ -79,10 +73,9 @@ def _read_runs(sweep: Sweep, rows: list[dict]) -> list[tuple[int, R.Run]]:
         if row["state"] != "complete" or not row["run_dir"]:
             continue
         records = read_run(Path(sweep.sweep_dir) / row["run_dir"])  # relative to the sweep (absolute stays)
-        row["flags"] = (
-            None if records is None else run_flags(*records, obj.metric, obj.layer, sweep.spec.direction)
-        )
+        row["flags"] = None  # nothing is known against a run whose files cannot be read
         if records is not None:
+            row["flags"] = run_flags(*records, obj.metric, obj.layer, sweep.spec.direction)
             runs.append((i, R.Run(row["params"], *records, flags=list(row["flags"]))))
     for idx in E.group([run for _, run in runs])[1].values():
         for k, rel in zip(idx, R.relative_collapse([runs[k][1] for k in idx]), strict=True):
@@ -156,12 +149,14 @@ def _select(
     sweep: Sweep,
     rows: list[dict],
     scores: list,
+    runs: list[tuple[int, R.Run]],
     rule: str,
     tol: float,
     prefer: str,
     key: str | None,
 ) -> tuple[int | None, dict[str, Any]]:
-    """The label-free pick (an index into ``rows``, or None) and the summary's ``selection`` entry."""
+    """The label-free pick (an index into ``rows``, or None) and the summary's ``selection`` entry. A named
+    rule picks from the runs' records (every seed's); without records, ``highest`` picks, and it says so."""
     direction = sweep.spec.direction
     if rule == "threshold":
         if key is None:
@@ -172,8 +167,11 @@ def _select(
     flagged = [i for i, row in enumerate(rows) if set(row.get("flags") or ()) - {RELATIVE}]
     safe = [None if i in flagged else s for i, s in enumerate(scores)]
     compared = safe if sweep.spec.selection.exclude_unsafe and any(map(finite, safe)) else scores
-    named = rule in R.RULES  # picked from the runs' records by the caller; highest until then
-    pick = sel.select(compared, values, "highest" if named else rule, tol, prefer, direction)
+    if rule in R.RULES and runs:
+        local = R.apply(rule, [run for _, run in runs])[1]
+        pick = None if local is None else runs[local][0]
+    else:
+        pick = sel.select(compared, values, "highest" if rule in R.RULES else rule, tol, prefer, direction)
     selection = {
         "rule": rule,
         "tol": tol if rule == "threshold" else None,
@@ -182,6 +180,8 @@ def _select(
         "pick": _brief(rows[pick]) if pick is not None else None,
         "excluded": _excluded(rows, flagged, compared is safe),
     }
+    if rule in R.RULES and not runs:
+        selection["fallback"] = f"highest: no run records to apply {rule} to"
     if rule == "threshold":
         cands = sel.threshold_candidates(compared, tol, direction)
         selection["candidates"] = [rows[i]["trial"] for i in cands]
